@@ -1,0 +1,1 @@
+"""Benchmarks: data loading throughput (more join with the model)."""

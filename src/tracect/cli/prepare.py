@@ -1,0 +1,49 @@
+"""``tracect prepare DATASET --out CACHE``: validate, resample, window and cache a dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser("prepare", help="turn a dataset folder into a training cache",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("dataset")
+    p.add_argument("--out", required=True, help="cache folder (resumable: rerun to finish)")
+    p.add_argument("--size", type=int, default=64, help="in-plane output matrix")
+    p.add_argument("--pixel-spacing", type=float, default=None,
+                   help="mm; default: fit the body into the frame (spacing varies per case)")
+    p.add_argument("--slice-thickness", type=float, default=None, help="mm; default: keep the source's")
+    p.add_argument("--hu-window", type=float, nargs=2, default=(-1000.0, 1000.0), metavar=("LOW", "HIGH"))
+    p.add_argument("--vocabulary", default="tracect", help="model vocabulary the masks are remapped to")
+    p.add_argument("--flow", choices=("dis", "farneback"), default="dis")
+    p.add_argument("--min-slices", type=int, default=2)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--strict", action="store_true", help="exit non-zero if any case is skipped")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import sys
+
+    from tracect.data.prepare import PrepareConfig, prepare_dataset
+
+    config = PrepareConfig(size=args.size, pixel_spacing=args.pixel_spacing,
+                           slice_thickness=args.slice_thickness, hu_window=tuple(args.hu_window),
+                           vocabulary=args.vocabulary, flow=args.flow, min_slices=args.min_slices)
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    result = prepare_dataset(args.dataset, args.out, config, workers=args.workers,
+                             progress=not args.quiet, log=log)
+    print(f"prepared {len(result.prepared)} case(s) into {args.out} "
+          f"({result.reused} already done), skipped {len(result.skipped)}")
+    for w in result.warnings:
+        print(f"  note {w}")
+    if result.skipped:
+        print("skipped cases:")
+        for s in result.skipped:
+            print(f"  {s['case']}: {s['problem']}")
+    if not result.prepared:
+        print("no valid case remains", file=sys.stderr)
+        return 2
+    return 1 if (args.strict and result.skipped) else 0

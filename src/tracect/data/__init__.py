@@ -1,0 +1,1 @@
+"""Datasets: layout and reports, validation, prepare (resample, window, flow), cache and windows."""

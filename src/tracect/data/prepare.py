@@ -1,0 +1,288 @@
+"""``tracect prepare``: a dataset folder -> a memory-mapped training cache.
+
+Per case: read CT and mask, validate, reorient to the canonical ``(Z, Y, X)`` layout, crop to the
+body, resample (CT trilinear with anti-aliasing, masks nearest), window HU to [-1, 1], remap labels to
+the model's vocabulary (tissue inside the body without an organ label becomes ``body``), and compute
+the optical flow between every pair of neighbouring slices. Cache layout (see docs/data.md)::
+
+    CACHE/config.json                    the PrepareConfig (a different one refuses to mix in)
+    CACHE/cases/CASE/image.npy           float16 (Z, H, W) in [-1, 1]
+    CACHE/cases/CASE/mask.npy            uint8   (Z, H, W) model-vocabulary ids
+    CACHE/cases/CASE/body.npy            uint8   (Z, H, W) 1 inside the body
+    CACHE/cases/CASE/flow.npy            float16 (Z-1, 2, H, W) px, slice k -> k+1 (tracect.data.flow)
+    CACHE/cases/CASE/meta.json           geometry, report, provenance; written last
+    CACHE/index.json                     the cases ready for training (name, slices, split)
+    CACHE/manifest.json                  everything: config, cases, skipped cases with reasons
+
+A case folder is built under a temporary name and renamed into place, so an interrupted run leaves
+no half case; a rerun skips finished cases and produces the same cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tracect import __version__
+from tracect.data.body import bbox, body_from_ct
+from tracect.data.flow import METHODS, slice_flows
+from tracect.data.layout import CaseSource, Dataset, load_dataset
+from tracect.data.resample import resample_to_grid, scaled_grid
+from tracect.data.validate import CaseError, check_hu, check_pair
+from tracect.io.readers import VolumeReadError, read_mask, read_volume
+from tracect.io.volume import Volume
+from tracect.labels.vocabulary import Vocabulary, build_remap, get_vocabulary
+from tracect.utils.atomic import write_json
+
+AIR_HU = -1024.0
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How a dataset becomes a cache. Saved as ``CACHE/config.json``."""
+
+    size: int = 64  # in-plane output matrix (size x size)
+    pixel_spacing: float | None = None  # mm; None: fit the body's bounding square into the frame
+    slice_thickness: float | None = None  # mm between output slices; None: keep the source's
+    hu_window: tuple[float, float] = (-1000.0, 1000.0)  # HU mapped to [-1, 1], clipped outside
+    vocabulary: str = "tracect"  # model vocabulary the masks are remapped to
+    flow: str = "dis"
+    margin_mm: float = 10.0  # air kept around the body
+    min_slices: int = 2
+    body_threshold: float = -500.0  # HU
+
+    def __post_init__(self):
+        if not 8 <= self.size <= 1024:
+            raise ValueError(f"size must be in 8..1024, got {self.size}")
+        for name in ("pixel_spacing", "slice_thickness"):
+            v = getattr(self, name)
+            if v is not None and not 0.1 <= v <= 20:
+                raise ValueError(f"{name} must be in 0.1..20 mm or None, got {v}")
+        lo, hi = self.hu_window
+        if not lo < hi:
+            raise ValueError(f"hu_window must be (low, high) with low < high, got {self.hu_window}")
+        if self.flow not in METHODS:
+            raise ValueError(f"flow must be one of {METHODS}, got {self.flow}")
+        if self.min_slices < 1:
+            raise ValueError("min_slices must be >= 1")
+        object.__setattr__(self, "hu_window", (float(lo), float(hi)))
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "PrepareConfig":
+        data = dict(data)
+        data["hu_window"] = tuple(data.get("hu_window", (-1000.0, 1000.0)))
+        return cls(**data)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def hu_to_unit(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """HU -> [-1, 1] (clipped)."""
+    lo, hi = window
+    return np.clip((hu.astype(np.float32) - lo) / (hi - lo) * 2.0 - 1.0, -1.0, 1.0)
+
+
+def unit_to_hu(x: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """[-1, 1] -> HU (inverse of :func:`hu_to_unit` inside the window)."""
+    lo, hi = window
+    return (np.asarray(x, dtype=np.float32) + 1.0) / 2.0 * (hi - lo) + lo
+
+
+def output_grid(canon: Volume, body: np.ndarray, config: PrepareConfig) -> tuple[np.ndarray, tuple]:
+    """The cache grid for a canonical volume: cropped to the body, ``size`` x ``size`` in-plane.
+
+    Returns ``(affine, (Z, size, size))``. In-plane pixels are square; z keeps the body's extent.
+    """
+    sz, sy, sx = canon.spacing
+    lo, hi = bbox(body)
+    z0, z1 = int(lo[0]), int(hi[0])
+    cy, cx = (lo[1] + hi[1] - 1) / 2.0, (lo[2] + hi[2] - 1) / 2.0  # body centre, source index
+    if config.pixel_spacing is None:
+        extent = max((hi[1] - lo[1]) * sy, (hi[2] - lo[2]) * sx) + 2 * config.margin_mm
+        pixel = extent / config.size
+    else:
+        pixel = config.pixel_spacing
+    thickness = config.slice_thickness or sz
+    n_z = int(np.floor((z1 - z0 - 1) * sz / thickness + 1e-6)) + 1
+    half = (config.size - 1) / 2.0
+    origin = (z0, cy - half * pixel / sy, cx - half * pixel / sx)
+    step = (thickness / sz, pixel / sy, pixel / sx)
+    return scaled_grid(canon, origin, step, (n_z, config.size, config.size))
+
+
+def prepare_case(source: CaseSource, vocabulary: Vocabulary, config: PrepareConfig) -> dict:
+    """Validate and resample one case -> ``(arrays, meta)``; raises :class:`CaseError`."""
+    case = source.case_id
+    if source.image is None:
+        raise CaseError(case, "mask without an image")
+    if source.mask is None:
+        raise CaseError(case, "image without a mask")
+    try:
+        image = read_volume(source.image)
+        mask = read_mask(source.mask, vocabulary)
+    except VolumeReadError as e:
+        raise CaseError(case, str(e)) from None
+    check_hu(case, image.array)
+    check_pair(case, image, mask, vocabulary, config.min_slices)
+
+    canon_img, canon_mask = image.canonical(), mask.canonical()
+    body_src = body_from_ct(canon_img.array, config.body_threshold) | (canon_mask.array > 0)
+    affine, shape = output_grid(canon_img, body_src, config)
+    if shape[0] < config.min_slices:
+        raise CaseError(case, f"{shape[0]} slice(s) after resampling; at least {config.min_slices} needed")
+    hu = resample_to_grid(canon_img, affine, shape, order=1, cval=AIR_HU).array
+    labels = resample_to_grid(canon_mask, affine, shape, order=0, dtype=canon_mask.array.dtype).array
+    body = resample_to_grid(Volume(body_src.astype(np.uint8), canon_img.affine), affine, shape,
+                            order=0, dtype=np.uint8).array
+
+    target = get_vocabulary(config.vocabulary)
+    model_labels = build_remap(vocabulary, target)(labels)
+    if "body" in target.labels.values():
+        model_labels[(model_labels == 0) & (body > 0)] = target.id_of("body")
+    unit = hu_to_unit(hu, config.hu_window)
+    flow = slice_flows(unit, config.flow)
+
+    out = Volume(unit, affine)
+    counts = np.bincount(model_labels.ravel(), minlength=target.num_classes)
+    warnings = []
+    if source.report is None:
+        warnings.append("no report: trains with an empty report")
+    if mask.meta.get("overlap_voxels"):
+        warnings.append(f"{mask.meta['overlap_voxels']} voxels claimed by several organ files")
+    meta = {
+        "case": case, "split": source.split, "report": source.report or "",
+        "n_slices": int(shape[0]), "shape": list(shape),
+        "spacing": [float(s) for s in out.spacing],  # (z, y, x) mm
+        "affine": out.affine.tolist(),  # canonical cache grid -> world RAS mm
+        "z_mm": [float(v) for v in out.world(np.stack([np.arange(shape[0]), np.zeros(shape[0]),
+                                                          np.zeros(shape[0])], 1))[:, 2]],
+        "source": {"image": str(source.image), "mask": str(source.mask), "shape": list(image.shape),
+                   "spacing": list(image.spacing), "orientation": "".join(image.orientation),
+                   "format": image.meta.get("format")},
+        "label_voxels": {target.labels[i]: int(c) for i, c in enumerate(counts) if i and c},
+        "warnings": warnings, "config_digest": config.digest(), "tracect_version": __version__,
+    }
+    arrays = {"image": unit.astype(np.float16), "mask": model_labels.astype(np.uint8),
+              "body": body.astype(np.uint8), "flow": flow.astype(np.float16)}
+    return arrays, meta
+
+
+def _write_case(cases_dir: Path, arrays: dict, meta: dict) -> None:
+    final = cases_dir / meta["case"]
+    tmp = Path(tempfile.mkdtemp(prefix=f".{meta['case']}.tmp-", dir=cases_dir))
+    try:
+        for name, arr in arrays.items():
+            np.save(tmp / f"{name}.npy", arr)
+        write_json(tmp / "meta.json", meta)
+        if final.exists():  # a stale folder from an older config
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _worker(source: CaseSource, vocabulary: Vocabulary, config: PrepareConfig, cases_dir: Path):
+    try:
+        arrays, meta = prepare_case(source, vocabulary, config)
+    except CaseError as e:
+        return source.case_id, None, e.problem
+    except Exception as e:  # a reader bug must not lose the other cases
+        return source.case_id, None, f"unexpected {type(e).__name__}: {e}"
+    _write_case(cases_dir, arrays, meta)
+    return source.case_id, meta, None
+
+
+def is_done(cases_dir: Path, case_id: str, config: PrepareConfig) -> dict | None:
+    meta_path = cases_dir / case_id / "meta.json"
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return meta if meta.get("config_digest") == config.digest() else None
+
+
+@dataclass
+class PrepareResult:
+    cache: Path
+    prepared: list[dict] = field(default_factory=list)  # metas, freshly made or reused
+    reused: int = 0
+    skipped: list[dict] = field(default_factory=list)  # {"case", "problem"}
+    warnings: list[str] = field(default_factory=list)
+
+
+def prepare_dataset(dataset: str | Path | Dataset, out: str | Path, config: PrepareConfig = PrepareConfig(),
+                    workers: int = 1, progress: bool = True, log=print) -> PrepareResult:
+    """Prepare every valid case of ``dataset`` into the cache ``out``; bad cases are skipped and listed."""
+    from tqdm import tqdm
+
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    out = Path(out)
+    cases_dir = out / "cases"
+    cases_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "config.json"
+    if cfg_path.is_file():
+        old = json.loads(cfg_path.read_text())
+        if old.get("config") != config.to_json():
+            raise ValueError(f"{out} was prepared with another config ({old.get('config')}); "
+                             "use a new --out folder")
+    write_json(cfg_path, {"config": config.to_json(), "dataset": str(ds.root.resolve()),
+                          "vocabulary": ds.vocabulary.to_json(), "tracect_version": __version__})
+    for stale in cases_dir.glob(".*.tmp-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+
+    result = PrepareResult(out)
+    todo = []
+    for source in ds.cases:
+        meta = is_done(cases_dir, source.case_id, config)
+        if meta is not None:
+            result.prepared.append(meta)
+            result.reused += 1
+        else:
+            todo.append(source)
+    bar = tqdm(total=len(todo), desc="prepare", unit="case", disable=not progress)
+    outcomes = []
+    if workers > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_worker, s, ds.vocabulary, config, cases_dir) for s in todo]
+            for fut in as_completed(futures):
+                outcomes.append(fut.result())
+                bar.update()
+    else:
+        for s in todo:
+            outcomes.append(_worker(s, ds.vocabulary, config, cases_dir))
+            bar.update()
+    bar.close()
+    for case, meta, problem in outcomes:
+        if meta is None:
+            result.skipped.append({"case": case, "problem": problem})
+            log(f"skipped {case}: {problem}")
+        else:
+            result.prepared.append(meta)
+    result.prepared.sort(key=lambda m: m["case"])
+    result.skipped.sort(key=lambda s: s["case"])
+    for meta in result.prepared:
+        result.warnings += [f"{meta['case']}: {w}" for w in meta["warnings"]]
+
+    index = [{"case": m["case"], "n_slices": m["n_slices"], "split": m["split"]} for m in result.prepared]
+    write_json(out / "index.json", {"cases": index})
+    write_json(out / "manifest.json", {
+        "config": config.to_json(), "dataset": str(ds.root.resolve()),
+        "vocabulary": get_vocabulary(config.vocabulary).to_json(),
+        "source_vocabulary": ds.vocabulary.to_json(), "tracect_version": __version__,
+        "cases": result.prepared, "skipped": result.skipped, "warnings": result.warnings})
+    return result

@@ -1,0 +1,102 @@
+"""Radiology reports of a dataset: ``reports.csv`` (CT-RATE or ``case,report``) or ``reports.jsonl``.
+
+CT-RATE style columns ``VolumeName``, ``Findings_EN``, ``Impressions_EN`` become one text
+``"FINDINGS: ... IMPRESSION: ..."``; the case id is ``VolumeName`` without its file suffix.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+
+class ReportsError(ValueError):
+    """A reports file that cannot be parsed (message names the file, line and reason)."""
+
+
+def case_id_from_name(name: str) -> str:
+    """``train_1_a_1.nii.gz`` -> ``train_1_a_1``; folder names and bare ids pass unchanged."""
+    name = Path(name).name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".npz"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _decode(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ReportsError(f"{path.name}: not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r}); "
+                           "save it as UTF-8") from None
+
+
+def _join(findings: str, impression: str) -> str:
+    parts = []
+    if findings.strip():
+        parts.append(f"FINDINGS: {findings.strip()}")
+    if impression.strip():
+        parts.append(f"IMPRESSION: {impression.strip()}")
+    return "\n".join(parts)
+
+
+def read_reports_csv(path: Path) -> dict[str, str]:
+    text = _decode(path)
+    try:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    except csv.Error as e:
+        raise ReportsError(f"{path.name}: malformed CSV ({e})") from None
+    if not rows:
+        return {}
+    cols = set(rows[0])
+    reports: dict[str, str] = {}
+    for line, row in enumerate(rows, start=2):
+        if None in row:
+            raise ReportsError(f"{path.name}:{line}: more fields than the header has")
+        if {"VolumeName", "Findings_EN"} <= cols or {"VolumeName", "Impressions_EN"} <= cols:
+            case = case_id_from_name(row["VolumeName"] or "")
+            text_ = _join(row.get("Findings_EN") or "", row.get("Impressions_EN") or "")
+        elif {"case", "report"} <= cols:
+            case, text_ = (row["case"] or "").strip(), (row["report"] or "").strip()
+        else:
+            raise ReportsError(f"{path.name}: columns {sorted(cols)}; expected 'case,report' or "
+                               "'VolumeName,Findings_EN,Impressions_EN'")
+        if not case:
+            raise ReportsError(f"{path.name}:{line}: empty case id")
+        if case in reports and reports[case] != text_:
+            raise ReportsError(f"{path.name}:{line}: case '{case}' has two different reports")
+        reports[case] = text_
+    return reports
+
+
+def read_reports_jsonl(path: Path) -> dict[str, str]:
+    reports: dict[str, str] = {}
+    for line, raw in enumerate(_decode(path).splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise ReportsError(f"{path.name}:{line}: invalid JSON ({e.msg})") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("case"), str):
+            raise ReportsError(f"{path.name}:{line}: expected an object with a string 'case'")
+        report = obj.get("report")
+        if report is None:
+            report = _join(str(obj.get("findings", "")), str(obj.get("impression", "")))
+        reports[obj["case"]] = str(report)
+    return reports
+
+
+def read_reports(dataset: Path) -> dict[str, str]:
+    """Reports of a dataset folder keyed by case id; ``{}`` when it has none."""
+    csv_path, jsonl_path = dataset / "reports.csv", dataset / "reports.jsonl"
+    if csv_path.is_file() and jsonl_path.is_file():
+        raise ReportsError(f"{dataset.name}: both reports.csv and reports.jsonl exist; keep one")
+    if csv_path.is_file():
+        return read_reports_csv(csv_path)
+    if jsonl_path.is_file():
+        return read_reports_jsonl(jsonl_path)
+    return {}

@@ -1,0 +1,101 @@
+"""Training windows: K consecutive axial slices of a prepared case (K=2: a frame pair).
+
+A window is the unit the 2D frame-pair model sees. :class:`FrameWindows` enumerates every window of
+every case in a fixed order; :class:`WindowSampler` draws them in a seeded order that can be resumed
+exactly and sharded across distributed ranks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from tracect.data.cache import PreparedCache
+
+
+class FrameWindows(Dataset):
+    """All windows of ``k`` consecutive slices of the cache's cases (optionally one split).
+
+    Item ``i`` is a dict of tensors:
+
+    - ``image``  ``(K, H, W)`` float32 in [-1, 1]
+    - ``mask``   ``(K, H, W)`` int64 model-vocabulary ids
+    - ``body``   ``(K, H, W)`` bool
+    - ``flow``   ``(K-1, 2, H, W)`` float32 px, frame k -> k+1 (``(0, 2, H, W)`` for K=1)
+    - ``spacing`` ``(3,)`` float32 mm (slice thickness, row, column)
+    - ``position`` ``(K,)`` float32: each slice's index / (n_slices - 1) in its case, 0 = top
+    - ``report`` str, ``case`` str, ``start`` int (first slice of the window)
+    """
+
+    def __init__(self, cache: str | Path | PreparedCache, k: int = 2, split: str | None = "train",
+                 stride: int = 1):
+        if k < 1 or stride < 1:
+            raise ValueError(f"k and stride must be >= 1 (got k={k}, stride={stride})")
+        self.cache = cache if isinstance(cache, PreparedCache) else PreparedCache(cache, split)
+        self.k = k
+        index = [(ci, s) for ci, meta in enumerate(self.cache.cases)
+                 for s in range(0, meta["n_slices"] - k + 1, stride)]
+        if not index:
+            raise ValueError(f"no window of {k} slices in {self.cache.root} (split={split})")
+        self.index = np.asarray(index, dtype=np.int64)  # (N, 2): case, first slice
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        ci, s = (int(v) for v in self.index[i])
+        arr = self.cache.case(ci)
+        meta, k = arr.meta, self.k
+        sl = slice(s, s + k)
+        n = meta["n_slices"]
+        return {
+            "image": torch.from_numpy(np.asarray(arr.image[sl], dtype=np.float32)),
+            "mask": torch.from_numpy(np.asarray(arr.mask[sl], dtype=np.int64)),
+            "body": torch.from_numpy(np.asarray(arr.body[sl]) > 0),
+            "flow": torch.from_numpy(np.asarray(arr.flow[s:s + k - 1], dtype=np.float32)),
+            "spacing": torch.tensor(meta["spacing"], dtype=torch.float32),
+            "position": torch.arange(s, s + k, dtype=torch.float32) / max(n - 1, 1),
+            "report": meta["report"], "case": meta["case"], "start": s,
+        }
+
+
+class WindowSampler(Sampler[int]):
+    """An endless, seeded stream of window indices: a fresh permutation each epoch.
+
+    The stream is a pure function of ``(seed, position)``: ``start`` is how many indices this rank
+    has already consumed, so a resumed run passes the count it trained on and continues with exactly
+    the same order (a DataLoader's read-ahead does not matter). With ``world_size > 1`` each rank
+    takes every ``world_size``-th index of the same permutation (wrapped so all ranks get as many),
+    so ranks see disjoint windows.
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1,
+                 start: int = 0):
+        if n < 1:
+            raise ValueError("nothing to sample")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world of {world_size}")
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.rank, self.world_size, self.start = rank, world_size, start
+        self.per_rank = -(-n // world_size)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """This rank's indices for ``epoch``, ``(per_rank,)``."""
+        if not self.shuffle:
+            order = np.arange(self.n)
+        else:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            order = torch.randperm(self.n, generator=g).numpy()
+        order = np.resize(order, self.per_rank * self.world_size)
+        return order[self.rank::self.world_size]
+
+    def __iter__(self):
+        epoch, offset = divmod(self.start, self.per_rank)
+        while True:
+            order = self.epoch_order(epoch)
+            for i in order[offset:]:
+                yield int(i)
+            epoch, offset = epoch + 1, 0

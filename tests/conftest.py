@@ -1,0 +1,65 @@
+"""Shared fixtures: the real TotalSegmentator case and small synthetic datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_DIR = ROOT.parent / "shared" / "data" / "totalseg-example"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def real_dir() -> Path:
+    if not (REAL_DIR / "ct.nii.gz").is_file():
+        pytest.skip(f"real example case not found at {REAL_DIR} (../shared/data/totalseg-example)")
+    return REAL_DIR
+
+
+def save_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(array, affine), str(path))
+    return path
+
+
+def toy_case(n_slices: int = 12, size: int = 32, seed: int = 0, spacing=(4.0, 4.0, 3.0)):
+    """A tiny torso-like CT (HU, RAS, shape (X, Y, Z)) and its `total` mask: body ellipse, a liver
+    blob on the patient's right, a spine (vertebra L1) posteriorly."""
+    rng = np.random.default_rng(seed)
+    x, y, z = np.meshgrid(np.arange(size), np.arange(size), np.arange(n_slices), indexing="ij")
+    c = (size - 1) / 2
+    body = ((x - c) / (size * 0.4)) ** 2 + ((y - c) / (size * 0.3)) ** 2 < 1
+    # RAS: x grows toward the patient's right, y toward anterior
+    liver = ((x - c - size * 0.15) / (size * 0.15)) ** 2 + ((y - c) / (size * 0.12)) ** 2 < 1
+    spine = ((x - c) ** 2 + (y - c + size * 0.2) ** 2) < (size * 0.07) ** 2
+    hu = np.full(x.shape, -1000.0)
+    hu[body] = 40
+    hu[body & liver] = 60
+    hu[body & spine] = 400
+    hu += rng.normal(0, 5, hu.shape)
+    mask = np.zeros(x.shape, np.uint8)
+    mask[body & liver] = 5  # liver
+    mask[body & spine] = 31  # vertebrae_L1
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = [-c * spacing[0], -c * spacing[1], 0.0]
+    return np.round(hu).astype(np.int16), mask, affine
+
+
+@pytest.fixture
+def toy_dataset(tmp_path):
+    """A dataset folder with three valid toy cases and a reports.csv."""
+    root = tmp_path / "ds"
+    for i in range(3):
+        hu, mask, aff = toy_case(seed=i, n_slices=10 + i)
+        save_nifti(root / "images" / f"case{i}.nii.gz", hu, aff)
+        save_nifti(root / "masks" / f"case{i}.nii.gz", mask, aff)
+    (root / "reports.csv").write_text(
+        "case,report\n" + "".join(f'case{i},"Liver normal, case {i}."\n' for i in range(3)))
+    return root
