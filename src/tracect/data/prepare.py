@@ -237,7 +237,7 @@ def prepare_dataset(dataset: str | Path | Dataset, out: str | Path, config: Prep
     cfg_path = out / "config.json"
     if cfg_path.is_file():
         old = json.loads(cfg_path.read_text())
-        if old.get("config") != config.to_json():
+        if PrepareConfig.from_json(old["config"]) != config:
             raise ValueError(f"{out} was prepared with another config ({old.get('config')}); "
                              "use a new --out folder")
     write_json(cfg_path, {"config": config.to_json(), "dataset": str(ds.root.resolve()),

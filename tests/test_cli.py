@@ -1,0 +1,57 @@
+"""The command line: help is instant, info and convert do what the README shows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from tracect.cli.main import main
+from tracect.io import read_volume
+
+
+def test_help_is_fast_and_lists_commands():
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "tracect.cli.main", "--help"], capture_output=True, text=True)
+    elapsed = time.perf_counter() - t
+    assert out.returncode == 0
+    for cmd in ("info", "convert", "phantom", "prepare", "demo", "bench"):
+        assert cmd in out.stdout
+    # no torch/transformers import behind --help (a loose bound: interpreter start-up dominates)
+    check = subprocess.run([sys.executable, "-c", "import sys, tracect.cli.main; "
+                            "print('torch' in sys.modules, 'transformers' in sys.modules)"],
+                           capture_output=True, text=True)
+    assert check.stdout.strip() == "False False", elapsed
+
+
+def test_info_json_on_real_ct_and_mask(real_dir, capsys):
+    assert main(["info", str(real_dir / "ct.nii.gz"), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["kind"] == "image" and d["shape"] == [122, 101, 30] and d["spacing"] == [3.0, 3.0, 3.0]
+    assert d["orientation"] == "RAS" and d["dtype"] == "int16" and (d["min"], d["max"]) == (-1100, 1207)
+    assert main(["info", str(real_dir / "seg.nii.gz"), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["kind"] == "mask" and len(m["labels"]) == 41 and m["unknown_labels"] == []
+    assert m["labels"]["5"]["name"] == "liver" and m["labels"]["5"]["voxels"] > 1000
+
+
+def test_info_text_and_errors(real_dir, tmp_path, capsys):
+    assert main(["info", str(real_dir / "seg.nii.gz")]) == 0
+    assert "liver" in capsys.readouterr().out
+    assert main(["info", str(tmp_path / "missing.nii.gz")]) == 1
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "bad.nii.gz").write_bytes(b"\x1f\x8b garbage")
+    assert main(["info", str(tmp_path / "bad.nii.gz")]) == 1
+    assert "unreadable NIfTI" in capsys.readouterr().err
+
+
+def test_convert_nrrd_to_nifti_and_back(real_dir, tmp_path):
+    assert main(["convert", str(real_dir / "ct.nii.gz"), str(tmp_path / "ct.nrrd")]) == 0
+    assert main(["convert", str(tmp_path / "ct.nrrd"), str(tmp_path / "ct.nii.gz")]) == 0
+    a, b = read_volume(real_dir / "ct.nii.gz"), read_volume(tmp_path / "ct.nii.gz")
+    assert np.array_equal(a.array, b.array) and np.allclose(a.affine, b.affine, atol=1e-4)
+    assert main(["convert", str(tmp_path / "ct.nrrd"), str(tmp_path / "ct.nii.gz")]) == 1  # exists
+    assert main(["convert", str(tmp_path / "ct.nrrd"), str(tmp_path / "ct.nii.gz"), "--overwrite"]) == 0
