@@ -6,6 +6,7 @@ from tracect.data.validate import CaseError
 from tracect.io.dicom import DicomError
 from tracect.io.readers import VolumeReadError
 from tracect.labels.vocabulary import UnknownLabelsError
+from tracect.train.checkpoint import CheckpointError
 
 
 class CommandError(Exception):
@@ -14,5 +15,5 @@ class CommandError(Exception):
         self.code = code
 
 
-USER_ERRORS = (CommandError, DatasetError, ReportsError, CaseError, DicomError, VolumeReadError,
+USER_ERRORS = (CommandError, CheckpointError, DatasetError, ReportsError, CaseError, DicomError, VolumeReadError,
                UnknownLabelsError, FileExistsError, FileNotFoundError, ValueError)

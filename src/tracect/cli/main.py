@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from tracect import __version__
-from tracect.cli import bench, convert, demo, info, phantom, prepare
+from tracect.cli import bench, convert, demo, info, phantom, prepare, train
 
-COMMANDS = (info, convert, phantom, prepare, demo, bench)
+COMMANDS = (info, convert, phantom, prepare, train, demo, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

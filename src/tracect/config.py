@@ -1,0 +1,183 @@
+"""Typed, frozen run configuration: model, diffusion and training, one YAML file per run.
+
+A run's resolved configuration is saved as ``config.json`` beside its weights, so any checkpoint
+rebuilds exactly. Built-in presets live in ``tracect/configs/*.yaml`` (``tiny``, ``cpu``, ``gpu``);
+``load_config("cpu")`` takes a preset, ``load_config("my.yaml")`` a file. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+MODEL_KINDS = ("pair", "slice", "3d")
+PARAMETRIZATIONS = ("eps", "v", "flow")
+SCHEDULES = ("cosine", "linear")
+
+
+def _check(cond: bool, owner: str, name: str, msg: str) -> None:
+    if not cond:
+        raise ValueError(f"{owner}.{name}: {msg}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The denoiser: a MONAI ``DiffusionModelUNet`` over a window of ``frames`` slices.
+
+    ``pair`` and ``slice`` models are 2D with the window's frames as channels; ``3d`` is the same
+    network with ``spatial_dims=3`` over a block of ``frames`` slices (the baseline).
+    """
+
+    kind: str = "pair"
+    frames: int = 2  # K: slices per window
+    image_size: int = 64
+    channels: tuple[int, ...] = (32, 64, 128)
+    num_res_blocks: int = 1
+    attention_levels: tuple[bool, ...] = (False, False, True)
+    num_head_channels: int = 32
+    norm_num_groups: int = 8
+    num_classes: int = 17  # mask ids 0..num_classes-1 (the `tracect` vocabulary has 16 + background)
+    mask_embed_dim: int = 4  # learned embedding per label, concatenated per frame as channels
+    text_encoder: str = "minilm"  # "minilm" (shipped offline) or a local Hugging Face folder
+    text_dim: int = 384  # hidden size of the text encoder
+    text_max_tokens: int = 96
+    cross_attention_dim: int = 64
+    geometry: bool = True  # pixel spacing, slice thickness, relative position
+    known_frames: bool = True  # clean frames + per-frame indicator as input
+    flow_input: bool = False  # optional: the real flow between frames as input channels
+
+    def __post_init__(self):
+        o = "model"
+        _check(self.kind in MODEL_KINDS, o, "kind", f"one of {MODEL_KINDS}, got {self.kind!r}")
+        _check(self.frames >= 1, o, "frames", "must be >= 1")
+        _check(self.kind != "slice" or self.frames == 1, o, "frames", "a 'slice' model has frames=1")
+        _check(len(self.channels) == len(self.attention_levels), o, "attention_levels",
+               "needs one entry per channels level")
+        _check(all(c % self.norm_num_groups == 0 for c in self.channels), o, "channels",
+               f"each must be divisible by norm_num_groups={self.norm_num_groups}")
+        _check(self.image_size % (2 ** (len(self.channels) - 1)) == 0, o, "image_size",
+               f"must be divisible by {2 ** (len(self.channels) - 1)} for {len(self.channels)} levels")
+        _check(self.num_classes >= 2, o, "num_classes", "must be >= 2")
+        _check(not (self.flow_input and self.frames < 2), o, "flow_input", "needs frames >= 2")
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        object.__setattr__(self, "attention_levels", tuple(bool(a) for a in self.attention_levels))
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Noise schedule, parametrisation and default sampler (see :mod:`tracect.diffusion`)."""
+
+    parametrization: str = "v"  # eps | v | flow (rectified flow: velocity)
+    schedule: str = "cosine"
+    train_timesteps: int = 1000
+    sample_steps: int = 25  # network evaluations per window (before guidance doubling)
+    guidance: float = 1.0  # classifier-free guidance weight on the report (1 = off)
+
+    def __post_init__(self):
+        o = "diffusion"
+        _check(self.parametrization in PARAMETRIZATIONS, o, "parametrization", f"one of {PARAMETRIZATIONS}")
+        _check(self.schedule in SCHEDULES, o, "schedule", f"one of {SCHEDULES}")
+        _check(10 <= self.train_timesteps <= 10000, o, "train_timesteps", "in 10..10000")
+        _check(1 <= self.sample_steps <= self.train_timesteps, o, "sample_steps", "in 1..train_timesteps")
+        _check(self.guidance >= 0, o, "guidance", ">= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 16
+    grad_accum: int = 1  # micro-batches per optimizer step (global batch = batch_size * grad_accum)
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    max_steps: int = 2000
+    max_minutes: float | None = None  # stop (with a checkpoint) after this wall time
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    precision: str = "auto"  # auto: bf16 autocast on GPUs that support it, fp32 on CPU
+    flow_loss_weight: float = 0.5
+    flow_loss_max_t: float = 0.5  # apply the flow loss for t/T below this (x0 estimates are noise above)
+    p_drop_report: float = 0.15  # condition dropout, for classifier-free guidance
+    p_drop_mask: float = 0.0
+    p_drop_geometry: float = 0.1
+    p_known: float = 0.5  # probability that a window reveals some of its frames as known
+    checkpoint_every: int = 250
+    val_every: int = 250
+    val_windows: int = 4
+    log_every: int = 10
+    keep_checkpoints: int = 2
+    num_workers: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        o = "train"
+        for name in ("batch_size", "grad_accum", "max_steps", "checkpoint_every", "val_every", "log_every",
+                     "keep_checkpoints"):
+            _check(getattr(self, name) >= 1, o, name, "must be >= 1")
+        for name in ("p_drop_report", "p_drop_mask", "p_drop_geometry", "p_known", "flow_loss_max_t"):
+            _check(0.0 <= getattr(self, name) <= 1.0, o, name, "must be in [0, 1]")
+        _check(self.lr > 0, o, "lr", "must be > 0")
+        _check(0 <= self.ema_decay < 1, o, "ema_decay", "must be in [0, 1)")
+        _check(self.precision in ("auto", "fp32", "bf16"), o, "precision", "auto, fp32 or bf16")
+        _check(self.flow_loss_weight >= 0, o, "flow_loss_weight", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str = "custom"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RunConfig":
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"config: unknown sections {sorted(unknown)}")
+        parts = {}
+        for f, sub in (("model", ModelConfig), ("diffusion", DiffusionConfig), ("train", TrainConfig)):
+            section = dict(data.get(f) or {})
+            bad = set(section) - {x.name for x in fields(sub)}
+            if bad:
+                raise ValueError(f"config: unknown keys in '{f}': {sorted(bad)}")
+            for k, v in section.items():
+                if isinstance(v, list):
+                    section[k] = tuple(v)
+            parts[f] = sub(**section)
+        return cls(**parts, name=str(data.get("name", "custom")))
+
+    def replace(self, **sections) -> "RunConfig":
+        """A copy with some fields of sections changed: ``cfg.replace(train={"max_steps": 10})``."""
+        out = self
+        for section, changes in sections.items():
+            if section == "name":
+                out = dataclasses.replace(out, name=changes)
+            else:
+                out = dataclasses.replace(out, **{section: dataclasses.replace(getattr(out, section), **changes)})
+        return out
+
+
+PRESETS = ("tiny", "cpu", "gpu")
+
+
+def load_config(spec: str | Path) -> RunConfig:
+    """A preset name (``tiny``, ``cpu``, ``gpu``), a YAML file, or a run's ``config.json``."""
+    import yaml
+
+    if str(spec) in PRESETS:
+        text = resources.files("tracect.configs").joinpath(f"{spec}.yaml").read_text()
+        data = yaml.safe_load(text)
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise ValueError(f"config '{spec}' is neither a preset {PRESETS} nor a file")
+        data = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"config '{spec}': expected a mapping")
+    return RunConfig.from_json(data)

@@ -1,0 +1,1 @@
+"""Built-in run presets (tiny, cpu, gpu) as YAML files."""

@@ -1,0 +1,1 @@
+"""Noise schedules and samplers; nothing here knows about the network."""

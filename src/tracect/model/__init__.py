@@ -1,0 +1,1 @@
+"""The frame-pair denoiser and the frozen text encoder."""

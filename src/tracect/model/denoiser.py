@@ -1,0 +1,140 @@
+"""The denoiser: a MONAI ``DiffusionModelUNet`` over a window of K axial frames, conditioned on
+masks, report, known frames, geometry (and optionally the flow between frames).
+
+- ``pair`` / ``slice`` (2D): the K frames of a window are the image channels, so one 2D network
+  call denoises a whole window (TRACE's frame pair for K = 2; K = 1 is the independent-slice baseline).
+- ``3d``: the same blocks and widths with ``spatial_dims=3``; the K frames are the depth axis.
+
+Inputs per frame: the noisy frame, the known (clean) frame times its indicator, the indicator map, and a
+learned ``mask_embed_dim``-channel embedding of the frame's label mask (concatenated spatially). The
+report enters twice: its token embeddings through cross-attention and its pooled embedding added to the
+time embedding, together with an embedding of the geometry (pixel spacing, slice thickness, relative
+position of the window in the volume). The network knows nothing about noise schedules.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tracect.config import ModelConfig
+
+GEOMETRY_FEATURES = 5  # log px/4, log dz/4, position of first and last frame, present flag
+
+
+def geometry_features(pixel_spacing: torch.Tensor, thickness: torch.Tensor, pos_first: torch.Tensor,
+                      pos_last: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    """Geometry conditioning vector ``(B, 5)`` from per-window values ``(B,)`` in mm and [0, 1]."""
+    present = torch.ones_like(pixel_spacing) if present is None else present.float()
+    feats = torch.stack([torch.log(pixel_spacing / 4.0), torch.log(thickness / 4.0), pos_first, pos_last,
+                         torch.ones_like(pixel_spacing)], dim=-1)
+    return feats * present.unsqueeze(-1)  # a dropped geometry is all zeros, present flag included
+
+
+def _mlp(d_in: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, d_out), nn.SiLU(), nn.Linear(d_out, d_out))
+
+
+class FrameDenoiser(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        from monai.networks.nets import DiffusionModelUNet
+
+        self.config = c = config
+        self.spatial_dims = 3 if c.kind == "3d" else 2
+        per_frame = 1 + 2 * int(c.known_frames) + c.mask_embed_dim
+        if self.spatial_dims == 2:
+            in_ch = c.frames * per_frame + (2 * (c.frames - 1) if c.flow_input else 0)
+            out_ch = c.frames
+        else:
+            in_ch, out_ch = per_frame + (2 if c.flow_input else 0), 1
+        # id num_classes = "no mask" (condition dropout)
+        self.mask_embed = nn.Embedding(c.num_classes + 1, c.mask_embed_dim)
+        self.unet = DiffusionModelUNet(
+            spatial_dims=self.spatial_dims, in_channels=in_ch, out_channels=out_ch,
+            num_res_blocks=c.num_res_blocks, channels=c.channels, attention_levels=c.attention_levels,
+            norm_num_groups=c.norm_num_groups, num_head_channels=c.num_head_channels,
+            with_conditioning=True, cross_attention_dim=c.cross_attention_dim)
+        temb = c.channels[0] * 4  # MONAI's time-embedding width
+        self.token_proj = nn.Linear(c.text_dim, c.cross_attention_dim)
+        self.pooled_proj = _mlp(c.text_dim, temb)
+        self.geometry_proj = _mlp(GEOMETRY_FEATURES, temb) if c.geometry else None
+
+    def _inputs(self, x_t, mask, known, known_values, flow) -> torch.Tensor:
+        c = self.config
+        B, K = x_t.shape[:2]
+        parts = [x_t.unsqueeze(2)]  # (B, K, 1, *S)
+        if c.known_frames:
+            if known is None:
+                known = torch.zeros(B, K, dtype=torch.bool, device=x_t.device)
+                known_values = torch.zeros_like(x_t)
+            kmap = known.to(x_t.dtype).reshape(B, K, *([1] * (x_t.ndim - 2))).expand_as(x_t)
+            parts += [(known_values * kmap).unsqueeze(2), kmap.unsqueeze(2)]
+        emb = self.mask_embed(mask)  # (B, K, *S, E)
+        parts.append(emb.movedim(-1, 2).to(x_t.dtype))
+        h = torch.cat(parts, dim=2)  # (B, K, C, H, W)
+        if self.spatial_dims == 2:
+            h = h.flatten(1, 2)  # (B, K*C, H, W)
+            if c.flow_input:
+                h = torch.cat([h, (flow / 4.0).flatten(1, 2).to(x_t.dtype)], dim=1)
+        else:
+            h = h.movedim(1, 2)  # (B, C, K, H, W): frames are the depth axis
+            if c.flow_input:  # flow k->k+1 on frame k, zeros on the last frame
+                f = torch.cat([flow, torch.zeros_like(flow[:, :1])], dim=1) / 4.0
+                h = torch.cat([h, f.movedim(1, 2).to(x_t.dtype)], dim=1)
+        return h
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor,
+                pooled: torch.Tensor, geometry: torch.Tensor | None = None,
+                known: torch.Tensor | None = None, known_values: torch.Tensor | None = None,
+                flow: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict the diffusion target for every frame.
+
+        x_t ``(B, K, H, W)``; t ``(B,)`` network time; mask ``(B, K, H, W)`` long ids (``num_classes``
+        = dropped); tokens ``(B, L, text_dim)``; pooled ``(B, text_dim)``; geometry ``(B, 5)``;
+        known ``(B, K)`` bool with known_values ``(B, K, H, W)``; flow ``(B, K-1, 2, H, W)`` px.
+        Returns ``(B, K, H, W)``.
+        """
+        from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
+
+        unet = self.unet
+        h = self._inputs(x_t, mask, known, known_values, flow)
+        emb = unet.time_embed(get_timestep_embedding(t, unet.block_out_channels[0]).to(h.dtype))
+        emb = emb + self.pooled_proj(pooled.to(h.dtype))
+        if self.geometry_proj is not None and geometry is not None:
+            emb = emb + self.geometry_proj(geometry.to(h.dtype))
+        context = self.token_proj(tokens.to(h.dtype))
+
+        # MONAI DiffusionModelUNet.forward, steps 3-7, with our embedding (MONAI adds only class ids)
+        h = unet.conv_in(h)
+        skips = [h]
+        for block in unet.down_blocks:
+            h, res = block(hidden_states=h, temb=emb, context=context)
+            skips.extend(res)
+        h = unet.middle_block(hidden_states=h, temb=emb, context=context)
+        for block in unet.up_blocks:
+            n = len(block.resnets)
+            h = block(hidden_states=h, res_hidden_states_list=skips[-n:], temb=emb, context=context)
+            skips = skips[:-n]
+        out = unet.out(h)
+        return out.squeeze(1) if self.spatial_dims == 3 else out
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def forward_flops(model: FrameDenoiser, batch: int = 1, tokens: int | None = None) -> int:
+    """Floating-point operations of one forward pass, counted by ``torch.utils.flop_counter``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    c = model.config
+    S = (c.image_size, c.image_size)
+    x = torch.zeros(batch, c.frames, *S)
+    L = tokens or c.text_max_tokens
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x, torch.zeros(batch), torch.zeros(batch, c.frames, *S, dtype=torch.long),
+              torch.zeros(batch, L, c.text_dim), torch.zeros(batch, c.text_dim), torch.zeros(batch, 5),
+              flow=torch.zeros(batch, max(c.frames - 1, 0), 2, *S) if c.flow_input else None)
+    return int(counter.get_total_flops())
+

@@ -1,0 +1,51 @@
+"""Training losses: the diffusion objective on unknown frames and TRACE's optical-flow constraint."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def warp(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample ``frames`` ``(B, H, W)`` at ``p + flow(p)`` -> ``(B, H, W)``; bilinear, border clamped.
+
+    ``flow`` ``(B, 2, H, W)`` in pixels, channel 0 = dx, 1 = dy: the convention of
+    :mod:`tracect.data.flow` (``slice_k ≈ warp(slice_{k+1}, flow_k)``).
+    """
+    B, H, W = frames.shape
+    ys, xs = torch.meshgrid(torch.arange(H, device=frames.device, dtype=flow.dtype),
+                            torch.arange(W, device=frames.device, dtype=flow.dtype), indexing="ij")
+    x = xs + flow[:, 0]
+    y = ys + flow[:, 1]
+    grid = torch.stack([2 * x / max(W - 1, 1) - 1, 2 * y / max(H - 1, 1) - 1], dim=-1)  # (B, H, W, 2)
+    return F.grid_sample(frames.unsqueeze(1), grid.to(frames.dtype), mode="bilinear",
+                         padding_mode="border", align_corners=True).squeeze(1)
+
+
+def flow_loss(x0: torch.Tensor, flow: torch.Tensor, body: torch.Tensor,
+              weight: torch.Tensor | None = None) -> torch.Tensor:
+    """TRACE's inter-frame constraint on predicted clean frames.
+
+    ``x0`` ``(B, K, H, W)`` predicted clean window, ``flow`` ``(B, K-1, 2, H, W)`` real flow k -> k+1,
+    ``body`` ``(B, K, H, W)`` bool, ``weight`` ``(B,)`` (e.g. 0 where the time is too noisy).
+    Mean over frame pairs of ``|warp(x0[k+1], flow[k]) - x0[k]|`` inside the body of frame k: exactly 0
+    when neighbouring frames are related by the given flow, and growing with misalignment.
+    """
+    B, K = x0.shape[:2]
+    if K < 2:
+        return x0.new_zeros(())
+    nxt = x0[:, 1:].flatten(0, 1)
+    warped = warp(nxt, flow.flatten(0, 1).to(x0.dtype)).view(B, K - 1, *x0.shape[2:])
+    inside = body[:, :-1].to(x0.dtype)
+    per_pair = ((warped - x0[:, :-1]).abs() * inside).flatten(2).sum(-1) / inside.flatten(2).sum(-1).clamp_min(1)
+    per_window = per_pair.mean(1)  # (B,)
+    if weight is not None:
+        return (per_window * weight).sum() / weight.sum().clamp_min(1e-8)
+    return per_window.mean()
+
+
+def diffusion_loss(pred: torch.Tensor, target: torch.Tensor, unknown: torch.Tensor) -> torch.Tensor:
+    """MSE over the frames the model has to generate. pred/target ``(B, K, ...)``, unknown ``(B, K)``."""
+    per_frame = (pred.float() - target.float()).pow(2).flatten(2).mean(-1)  # (B, K)
+    w = unknown.float()
+    return (per_frame * w).sum() / w.sum().clamp_min(1.0)

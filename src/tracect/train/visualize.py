@@ -1,0 +1,66 @@
+"""Validation images: real windows beside windows generated from their masks and reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tracect.diffusion.sampler import ddim_sample
+from tracect.model.conditioning import build_condition, make_denoise
+
+
+@torch.no_grad()
+def sample_windows(trainer, items: list[dict], seed: int = 0, steps: int | None = None) -> torch.Tensor:
+    """Generate fresh windows (no known frame) for dataset items with the EMA model -> ``(B, K, H, W)``."""
+    cfg = trainer.config
+    mask = torch.stack([it["mask"] for it in items])
+    cond = build_condition(trainer.text, mask, [it["report"] for it in items],
+                           torch.stack([it["spacing"] for it in items]),
+                           torch.stack([it["position"] for it in items]), trainer.device,
+                           flow=torch.stack([it["flow"] for it in items]) if cfg.model.flow_input else None)
+    denoise = make_denoise(trainer.ema, cond, cfg.diffusion.train_timesteps, trainer.autocast)
+    gens = [torch.Generator().manual_seed(seed + i) for i in range(len(items))]
+    return ddim_sample(denoise, trainer.schedule, tuple(mask.shape), gens, steps or cfg.diffusion.sample_steps,
+                       cfg.diffusion.guidance, device=trainer.device).cpu()
+
+
+def validation_items(trainer) -> list[dict]:
+    ds = trainer.val_windows
+    n = min(trainer.config.train.val_windows, len(ds))
+    return [ds[int(i)] for i in np.linspace(0, len(ds) - 1, n).round()]
+
+
+def save_validation_grid(trainer, path: Path) -> Path:
+    """A PNG grid: one row per validation window, its real frames, generated frames and masks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tracect.utils.atomic import atomic_path
+
+    items = validation_items(trainer)
+    fake = sample_windows(trainer, items)
+    K = fake.shape[1]
+    fig, axes = plt.subplots(len(items), 3 * K, figsize=(1.6 * 3 * K, 1.7 * len(items)), squeeze=False)
+    for r, (it, gen) in enumerate(zip(items, fake)):
+        for k in range(K):
+            for c, (img, kw) in enumerate([(it["image"][k], dict(cmap="gray", vmin=-1, vmax=0.3)),
+                                           (gen[k], dict(cmap="gray", vmin=-1, vmax=0.3)),
+                                           (it["mask"][k], dict(cmap="tab20", vmin=0, vmax=19,
+                                                                interpolation="nearest"))]):
+                ax = axes[r, c * K + k]
+                ax.imshow(img.numpy(), **kw)
+                ax.set_xticks([]), ax.set_yticks([])
+                if r == 0:
+                    ax.set_title(f"{['real', 'generated', 'mask'][c]} {k}", fontsize=8)
+        axes[r, 0].set_ylabel(f"{it['case']}:{it['start']}", fontsize=7)
+    fig.suptitle(f"step {trainer.state.step}", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    return path

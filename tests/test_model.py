@@ -1,0 +1,230 @@
+"""The frame-pair model: shapes, schedule algebra, losses, condition dropout, training and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tracect.config import ModelConfig, RunConfig, load_config
+from tracect.diffusion.sampler import ddim_sample
+from tracect.diffusion.schedule import Schedule
+from tracect.config import DiffusionConfig
+from tracect.model.denoiser import FrameDenoiser
+from tracect.train.losses import flow_loss, warp
+from tracect.train.trainer import Trainer
+
+TINY = dict(image_size=16, channels=(8, 16), attention_levels=(False, True), num_head_channels=8,
+            norm_num_groups=4, mask_embed_dim=2, text_max_tokens=16, cross_attention_dim=16)
+
+
+@pytest.fixture(scope="session")
+def text():
+    from tracect.model.text import TextEncoder
+
+    return TextEncoder("minilm", max_tokens=16)
+
+
+@pytest.fixture(scope="module")
+def real_cache(tmp_path_factory, real_dir):
+    from tracect.data.prepare import PrepareConfig, prepare_dataset
+
+    root = tmp_path_factory.mktemp("real") / "ds"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "images" / "s0011.nii.gz").symlink_to(real_dir / "ct.nii.gz")
+    (root / "masks" / "s0011.nii.gz").symlink_to(real_dir / "seg.nii.gz")
+    (root / "reports.csv").write_text('case,report\ns0011,"Portal venous phase CT of the upper abdomen."\n')
+    out = root.parent / "cache"
+    prepare_dataset(root, out, PrepareConfig(size=16), progress=False)
+    return out
+
+
+@pytest.mark.parametrize("kind,k", [("slice", 1), ("pair", 2), ("pair", 3), ("3d", 8)])
+def test_denoiser_shapes(kind, k):
+    model = FrameDenoiser(ModelConfig(kind=kind, frames=k, flow_input=kind == "pair", **TINY))
+    B = 3
+    out = model(torch.randn(B, k, 16, 16), torch.rand(B) * 1000, torch.randint(0, 18, (B, k, 16, 16)),
+                torch.randn(B, 16, 384), torch.randn(B, 384), torch.randn(B, 5),
+                torch.zeros(B, k, dtype=torch.bool), torch.randn(B, k, 16, 16),
+                torch.randn(B, k - 1, 2, 16, 16))
+    assert out.shape == (B, k, 16, 16)
+    assert torch.isfinite(out).all()
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match="model.frames"):
+        ModelConfig(kind="slice", frames=2)
+    with pytest.raises(ValueError, match="image_size"):
+        ModelConfig(image_size=18, channels=(8, 16, 32), attention_levels=(False, False, True),
+                    norm_num_groups=4)
+    with pytest.raises(ValueError, match="unknown keys in 'train'"):
+        RunConfig.from_json({"train": {"epochs": 3}})
+    for preset in ("tiny", "cpu", "gpu"):
+        cfg = load_config(preset)
+        assert RunConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+
+
+@pytest.mark.parametrize("param", ["eps", "v", "flow"])
+def test_schedule_split_inverts_add_noise(param):
+    sch = Schedule(DiffusionConfig(parametrization=param))
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.rand(6, 2, 8, 8, generator=g) * 2 - 1, torch.randn(6, 2, 8, 8, generator=g)
+    t = torch.tensor([0.01, 0.2, 0.5, 0.7, 0.9, 0.98])
+    x_t = sch.add_noise(x0, eps, t)
+    x0_hat, eps_hat = sch.split(x_t, sch.target(x0, eps, t), t)
+    assert torch.allclose(x0_hat, x0, atol=1e-3) and torch.allclose(eps_hat, eps, atol=1e-3)
+
+
+def test_sampler_is_deterministic_per_generator_and_keeps_known_frames():
+    sch = Schedule(DiffusionConfig(parametrization="v"))
+    model = lambda x, t, use: torch.tanh(x) * 0.5  # noqa: E731  any fixed function of its inputs
+    known = torch.tensor([[True, False], [True, False], [False, False]])
+    values = torch.rand(3, 2, 8, 8) * 2 - 1
+    gens = lambda: [torch.Generator().manual_seed(s) for s in (1, 2, 3)]  # noqa: E731
+    a = ddim_sample(model, sch, (3, 2, 8, 8), gens(), 5, known=known, known_values=values)
+    b = ddim_sample(model, sch, (3, 2, 8, 8), gens(), 5, known=known, known_values=values)
+    assert torch.equal(a, b)
+    assert torch.equal(a[0, 0], values[0, 0]) and torch.equal(a[1, 0], values[1, 0])
+    # a row does not depend on its batch mates
+    single = ddim_sample(model, sch, (1, 2, 8, 8), [torch.Generator().manual_seed(3)], 5)
+    assert torch.allclose(single[0], a[2], atol=1e-6)
+
+
+def test_flow_loss_is_zero_for_frames_related_by_the_flow_and_grows_with_misalignment():
+    g = torch.Generator().manual_seed(0)
+    H = W = 24
+    nxt = torch.nn.functional.avg_pool2d(torch.rand(2, 1, H, W, generator=g), 3, 1, 1).squeeze(1)
+    ys, xs = torch.meshgrid(torch.arange(H).float(), torch.arange(W).float(), indexing="ij")
+    flow = torch.stack([1.5 * torch.sin(ys / 5), 0.8 * torch.cos(xs / 4)])[None].repeat(2, 1, 1, 1)
+    cur = warp(nxt, flow)
+    body = torch.ones(2, 2, H, W, dtype=torch.bool)
+    window = torch.stack([cur, nxt], dim=1)  # (B, K=2, H, W)
+    assert flow_loss(window, flow[:, None], body).item() == 0.0
+    losses = []
+    for shift in (0.5, 1.0, 2.0, 4.0):
+        off = flow.clone()
+        off[:, 0] += shift
+        losses.append(flow_loss(window, off[:, None], body).item())
+    assert 0 < losses[0] < losses[1] < losses[2] < losses[3]
+    # only the body counts
+    outside = torch.zeros_like(body)
+    assert flow_loss(torch.stack([torch.rand(2, H, W), nxt], 1), flow[:, None], outside).item() == 0.0
+
+
+def tiny_config(**train) -> RunConfig:
+    cfg = load_config("tiny")
+    return cfg.replace(train={"max_steps": 8, "checkpoint_every": 4, "val_every": 1000, **train})
+
+
+def test_condition_dropout_rates(real_cache, tmp_path, text):
+    cfg = tiny_config(p_drop_report=0.3, p_drop_mask=0.1, p_drop_geometry=0.5, p_known=0.6, batch_size=8)
+    tr = Trainer(cfg, real_cache, tmp_path / "run", text=text, progress=False)
+    rates = {"drop_report": [], "drop_mask": [], "drop_geometry": [], "known_frac": []}
+    batch = next(tr.batches())
+    for _ in range(150):
+        _, stats = tr._micro_loss(batch)
+        for k in rates:
+            rates[k].append(stats[k])
+    mean = {k: float(np.mean(v)) for k, v in rates.items()}
+    assert abs(mean["drop_report"] - 0.3) < 0.05
+    assert abs(mean["drop_mask"] - 0.1) < 0.04
+    assert abs(mean["drop_geometry"] - 0.5) < 0.05
+    # K=2: a window with revealed frames shows exactly one of its two frames
+    assert abs(mean["known_frac"] - 0.6 * 0.5) < 0.05
+
+
+def test_loss_falls_when_overfitting_one_batch(real_cache, tmp_path, text):
+    cfg = tiny_config(lr=3e-3, warmup_steps=1, max_steps=200, flow_loss_weight=0.0, p_drop_report=0.0,
+                      p_known=0.0, batch_size=8)
+    tr = Trainer(cfg, real_cache, tmp_path / "run", text=text, progress=False)
+    batch = next(tr.batches())
+    g0 = tr.generator.get_state()
+
+    def fixed_loss():
+        tr.generator.set_state(g0)  # same t and noise every time
+        with torch.no_grad():
+            return tr._micro_loss(batch)[0].item()
+
+    before = fixed_loss()
+    for _ in range(60):
+        tr.generator.set_state(g0)
+        tr.train_step([batch])
+    after = fixed_loss()
+    assert after < 0.5 * before, (before, after)
+
+
+def _weights(run):
+    from tracect.train.checkpoint import resolve_checkpoint
+
+    ckpt = resolve_checkpoint(run)
+    return load_file(str(ckpt / "model.safetensors")), load_file(str(ckpt / "ema.safetensors"))
+
+
+def test_resume_reproduces_the_uninterrupted_run(real_cache, tmp_path, text):
+    cfg = tiny_config(max_steps=8, checkpoint_every=4)
+    Trainer(cfg, real_cache, tmp_path / "straight", text=text, progress=False).fit()
+    Trainer(cfg, real_cache, tmp_path / "split", text=text, progress=False).fit(max_steps=4)
+    resumed = Trainer(cfg, real_cache, tmp_path / "split", text=text, progress=False, resume=True)
+    assert resumed.state.step == 4 and resumed.state.consumed == 16
+    resumed.fit()
+    (m1, e1), (m2, e2) = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+    for a, b in ((m1, m2), (e1, e2)):
+        assert a.keys() == b.keys()
+        assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+    rows = (tmp_path / "split" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == [str(i) for i in range(1, 9)]
+
+
+def test_new_run_refuses_an_existing_run_folder(real_cache, tmp_path, text):
+    cfg = tiny_config(max_steps=2)
+    Trainer(cfg, real_cache, tmp_path / "r", text=text, progress=False).fit()
+    with pytest.raises(FileExistsError):
+        Trainer(cfg, real_cache, tmp_path / "r", text=text, progress=False)
+
+
+def test_train_cli_on_the_real_case_and_load_in_a_fresh_process(real_cache, tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-m", "tracect.cli.main", "train", "--config", "tiny", "--data",
+                        str(real_cache), "--out", str(run), "--quiet", "--max-steps", "4"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert (run / "samples" / "step_0000004.png").is_file()
+    assert (run / "latest").read_text().strip() == "step_0000004"
+    metrics = (run / "metrics.csv").read_text().splitlines()
+    assert metrics[0].startswith("step,loss") and len(metrics) == 5
+    code = ("import sys, torch; from tracect.train.checkpoint import load_model; "
+            "m, cfg, ck = load_model(sys.argv[1]); "
+            "out = m(torch.zeros(1, 2, 16, 16), torch.zeros(1), torch.zeros(1, 2, 16, 16, dtype=torch.long), "
+            "torch.zeros(1, 16, 384), torch.zeros(1, 384), torch.zeros(1, 5)); "
+            "print(cfg.name, tuple(out.shape), ck.name)")
+    r = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["tiny", "(1,", "2,", "16,", "16)", "step_0000004"]
+
+
+def test_text_encoder_offline_in_a_fresh_process():
+    code = ("from tracect.model.text import TextEncoder; t = TextEncoder('minilm', 32); "
+            "a, p = t.encode(['A 14 mm cyst in the right hepatic lobe.', 'Arterial phase.', '']); "
+            "import torch; print(tuple(a.shape), tuple(p.shape), "
+            "bool(torch.cosine_similarity(p[0], p[1], 0) < 0.95), float(a[2, 5:].abs().sum()))")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "HF_HOME": "/nonexistent-hf-home", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["(3,", "32,", "384)", "(3,", "384)", "True", "0.0"]
+
+
+def test_pickle_checkpoints_are_refused(tmp_path):
+    from tracect.train.checkpoint import CheckpointError, load_model
+
+    torch.save({"x": 1}, tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_model(tmp_path / "model.pt")
