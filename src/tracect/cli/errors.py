@@ -7,6 +7,7 @@ from tracect.io.dicom import DicomError
 from tracect.io.readers import VolumeReadError
 from tracect.labels.vocabulary import UnknownLabelsError
 from tracect.train.checkpoint import CheckpointError
+from tracect.generate.masks import MaskError
 
 
 class CommandError(Exception):
@@ -15,5 +16,5 @@ class CommandError(Exception):
         self.code = code
 
 
-USER_ERRORS = (CommandError, CheckpointError, DatasetError, ReportsError, CaseError, DicomError, VolumeReadError,
+USER_ERRORS = (CommandError, CheckpointError, MaskError, PermissionError, DatasetError, ReportsError, CaseError, DicomError, VolumeReadError,
                UnknownLabelsError, FileExistsError, FileNotFoundError, ValueError)

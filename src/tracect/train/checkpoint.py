@@ -7,6 +7,7 @@ A run folder::
     RUN/checkpoints/step_0000250/
         config.json  model.safetensors  ema.safetensors  optimizer.safetensors  rng.safetensors
         trainer.json                      step, windows consumed, optimizer hyper-parameters, metadata
+        data.json                         prepare configuration and vocabulary of the training cache
 
 A checkpoint folder is assembled under a temporary name and renamed into place, then ``latest`` is
 replaced; a process killed at any moment leaves the previous checkpoint intact.
@@ -64,8 +65,12 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.
 
 def save_checkpoint(run_dir: Path, step: int, config: RunConfig, model: torch.nn.Module,
                     ema: torch.nn.Module, optimizer: torch.optim.Optimizer, rng: dict[str, torch.Tensor],
-                    trainer: dict, keep: int = 2) -> Path:
-    """Write ``RUN/checkpoints/step_XXXXXXX`` atomically and point ``RUN/latest`` at it."""
+                    trainer: dict, keep: int = 2, extra: dict[str, dict] | None = None) -> Path:
+    """Write ``RUN/checkpoints/step_XXXXXXX`` atomically and point ``RUN/latest`` at it.
+
+    ``extra`` adds JSON files (name -> content), e.g. ``data.json`` with the prepare configuration and
+    vocabulary the model was trained on, so a checkpoint folder alone is enough to generate.
+    """
     ckpt_root = Path(run_dir) / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:07d}"
@@ -78,6 +83,8 @@ def save_checkpoint(run_dir: Path, step: int, config: RunConfig, model: torch.nn
         save_file({k: v.cpu().contiguous() for k, v in rng.items()}, str(tmp / "rng.safetensors"))
         write_json(tmp / "config.json", config.to_json())
         write_json(tmp / "trainer.json", {**trainer, "step": step, "optimizer": opt_rest})
+        for filename, content in (extra or {}).items():
+            write_json(tmp / filename, content)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())

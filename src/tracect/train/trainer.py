@@ -15,7 +15,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -69,7 +69,6 @@ class TrainState:
     step: int = 0
     consumed: int = 0  # windows drawn from the sampler so far (this rank)
     elapsed_s: float = 0.0  # training wall time over all sessions of this run
-    extra: dict = field(default_factory=dict)
 
 
 def build_model(config: RunConfig) -> FrameDenoiser:
@@ -120,8 +119,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
             write_json(self.run_dir / "config.json", config.to_json())
-            write_json(self.run_dir / "data.json", {"cache": str(self.cache.root.resolve()),
-                                                    "windows": len(self.windows)})
+            write_json(self.run_dir / "data.json", self.data_info())
 
     # ------------------------------------------------------------------ state
 
@@ -141,12 +139,21 @@ class Trainer:
         self.state = TrainState(step=trainer["step"], consumed=trainer["consumed"],
                                 elapsed_s=trainer.get("elapsed_s", 0.0))
 
+    def data_info(self) -> dict:
+        """What generation needs to know about the training data: grid and intensity conventions."""
+        return {"cache": str(self.cache.root.resolve()), "windows": len(self.windows),
+                "prepare": self.cache.config.to_json(), "vocabulary": self.cache.vocabulary.to_json(),
+                "slice_thickness_mm": sorted({round(m["spacing"][0], 3) for m in self.cache.cases}),
+                "pixel_spacing_mm": [min(m["spacing"][1] for m in self.cache.cases),
+                                     max(m["spacing"][1] for m in self.cache.cases)]}
+
     def save(self) -> Path:
         rng = {"train_generator": self.generator.get_state(), "torch_cpu": torch.get_rng_state()}
         trainer = {"consumed": self.state.consumed, "elapsed_s": self.state.elapsed_s,
                    "windows": len(self.windows), "world_size": self.world_size}
         return save_checkpoint(self.run_dir, self.state.step, self.config, self.model, self.ema,
-                               self.optimizer, rng, trainer, keep=self.config.train.keep_checkpoints)
+                               self.optimizer, rng, trainer, keep=self.config.train.keep_checkpoints,
+                               extra={"data.json": self.data_info()})
 
     # ------------------------------------------------------------------ data
 

@@ -1,0 +1,182 @@
+"""The generation pipeline: a mask and a report in, a CT in Hounsfield units on the mask's grid out.
+
+::
+
+    gen = Generator.from_checkpoint("runs/cpu")
+    result = gen.generate(read_mask("seg.nii.gz"), "Arterial phase CT ...", seed=0)
+    result.ct        # Volume: int16 HU, same shape and affine as the mask
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tracect import __version__
+from tracect.config import RunConfig
+from tracect.data.prepare import AIR_HU, PrepareConfig, output_grid, unit_to_hu
+from tracect.data.resample import resample_to_grid
+from tracect.diffusion.schedule import Schedule
+from tracect.generate import strategies
+from tracect.generate.masks import GenerationMask, prepare_mask
+from tracect.io.volume import Volume
+from tracect.labels.vocabulary import Vocabulary, get_vocabulary
+from tracect.model.denoiser import geometry_features
+from tracect.model.text import TextEncoder
+from tracect.train.checkpoint import checkpoint_hash, load_model
+from tracect.train.trainer import autocast_factory, resolve_device
+
+MODES = ("sequential", "parallel")
+
+
+@dataclass
+class GeneratedVolume:
+    """``ct``: int16 HU on the mask's grid; ``canonical``: float HU on the generation grid
+    ``(Z, size, size)``; ``labels``: the generation grid's mask; ``info``: the reproducibility record."""
+
+    ct: Volume
+    canonical: Volume
+    labels: Volume
+    info: dict = field(default_factory=dict)
+
+
+def mask_hash(mask: Volume) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(mask.array).tobytes())
+    h.update(np.asarray(mask.affine, np.float64).tobytes())
+    h.update(str(mask.shape).encode())
+    return h.hexdigest()
+
+
+class Generator:
+    """A loaded model ready to generate volumes (load once, generate many)."""
+
+    def __init__(self, model, config: RunConfig, data: dict, device, text: TextEncoder | None = None,
+                 checkpoint: Path | None = None):
+        self.model, self.config, self.device = model, config, device
+        self.data = data
+        self.prepare = PrepareConfig.from_json(data["prepare"])
+        self.vocabulary = Vocabulary.from_json(data["vocabulary"])
+        self.schedule = Schedule(config.diffusion)
+        self.text = text or TextEncoder(config.model.text_encoder, config.model.text_max_tokens)
+        self.autocast = autocast_factory(device, config.train.precision)
+        self.checkpoint = checkpoint
+        self.checkpoint_sha256 = checkpoint_hash(checkpoint) if checkpoint is not None else None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", text: TextEncoder | None = None):
+        dev = resolve_device(device)
+        model, config, ckpt = load_model(path, dev)
+        data_path = ckpt / "data.json"
+        if not data_path.is_file():
+            raise ValueError(f"{ckpt}: no data.json (prepare configuration); was it written by tracect train?")
+        return cls(model, config, json.loads(data_path.read_text()), dev, text, ckpt)
+
+    # ------------------------------------------------------------------ grid
+
+    def _thickness(self, canon: Volume) -> float:
+        """The mask's slice spacing, held inside the range the model was trained on."""
+        trained = self.data.get("slice_thickness_mm") or [canon.spacing[0]]
+        return float(np.clip(canon.spacing[0], min(trained), max(trained)))
+
+    def generation_grid(self, gm: GenerationMask) -> tuple[np.ndarray, tuple[int, int, int]]:
+        canon = gm.labels
+        cfg = dataclasses.replace(self.prepare, slice_thickness=self._thickness(canon))
+        return output_grid(canon, canon.array > 0, cfg)
+
+    # ------------------------------------------------------------------ generate
+
+    @torch.no_grad()
+    def generate(self, mask: Volume, report: str = "", *, vocabulary: str | Vocabulary = "total",
+                 seed: int = 0, steps: int | None = None, guidance: float | None = None,
+                 mode: str = "sequential", overlap: int = 1, chunk: int = 64, progress: bool = False,
+                 log=None) -> GeneratedVolume:
+        """Generate a CT for ``mask`` (any orientation, labels of ``vocabulary``) and ``report``."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        mc = self.config.model
+        steps = steps or self.config.diffusion.sample_steps
+        guidance = self.config.diffusion.guidance if guidance is None else guidance
+        t0 = time.perf_counter()
+        gm = prepare_mask(mask, get_vocabulary(vocabulary), self.vocabulary)
+        for note in gm.notes:
+            if log:
+                log(note)
+        affine, shape = self.generation_grid(gm)
+        labels = resample_to_grid(gm.labels, affine, shape, order=0, dtype=np.uint8).array
+        Z, H, W = shape
+        K = mc.frames
+        pad = max(0, K - Z)  # fewer slices than a window: repeat the last slice, crop afterwards
+        lab = torch.from_numpy(np.concatenate([labels, np.repeat(labels[-1:], pad, 0)]).astype(np.int64))
+        Zp = Z + pad
+        spacing = Volume(labels, affine).spacing  # (z, y, x) mm
+        tokens, pooled = self.text.encode([report])
+        null_t, null_p = self.text.encode([""])
+        tokens, pooled, null_t, null_p = (v.to(self.device) for v in (tokens, pooled, null_t, null_p))
+        positions = torch.arange(Zp, dtype=torch.float32) / max(Z - 1, 1)
+        T = self.config.diffusion.train_timesteps
+
+        def denoise_windows(x, t, starts, known, known_values, use_report):
+            n = x.shape[0]
+            idx = torch.tensor(starts)[:, None] + torch.arange(K)[None]  # (n, K)
+            m = lab[idx].to(self.device)
+            pos = positions[idx]
+            geom = geometry_features(torch.full((n,), spacing[1]), torch.full((n,), spacing[0]),
+                                     pos[:, 0], pos[:, -1]).to(self.device)
+            tk, pl = (tokens, pooled) if use_report else (null_t, null_p)
+            with self.autocast() if self.autocast else _null():
+                out = self.model(x, t * T, m, tk.expand(n, -1, -1), pl.expand(n, -1), geom, known, known_values)
+            return out.float()
+
+        gen = torch.Generator().manual_seed(int(seed))
+        n_windows = len(strategies.window_starts(Zp, K, overlap if K > 1 else 0))
+        bar = _bar(progress, n_windows if mode == "sequential" else steps,
+                   "windows" if mode == "sequential" else "steps")
+        common = dict(schedule=self.schedule, Z=Zp, K=K, H=H, W=W, overlap=overlap if K > 1 else 0,
+                      steps=steps, guidance=guidance, generator=gen, device=self.device)
+        if mode == "sequential":
+            unit = strategies.sequential(denoise_windows, on_window=lambda i: bar.update(), **common)
+        else:
+            unit = strategies.parallel(denoise_windows, chunk=chunk, on_step=lambda i: bar.update(), **common)
+        bar.close()
+        unit = unit[:Z].numpy()
+        hu = unit_to_hu(unit, self.prepare.hu_window)
+        canonical = Volume(hu, affine)
+        # back to the mask's own grid: canonical mask grid, then the mask's axis order
+        src_canon = gm.source.canonical()
+        on_mask = resample_to_grid(canonical, src_canon.affine, src_canon.shape, order=1, cval=AIR_HU,
+                                   antialias=False)
+        ct = Volume(np.clip(np.rint(on_mask.array), -1024, 3071).astype(np.int16), src_canon.affine).like(gm.source)
+        info = {
+            "tracect_version": __version__, "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+            "checkpoint_sha256": self.checkpoint_sha256, "config_name": self.config.name,
+            "seed": int(seed), "sampler": "ddim", "parametrization": self.config.diffusion.parametrization,
+            "schedule": self.schedule.name, "steps": steps, "guidance": guidance, "mode": mode,
+            "overlap": overlap if K > 1 else 0, "frames": K, "windows": n_windows, "report": report,
+            "mask_sha256": mask_hash(gm.source), "mask_source": gm.source.meta.get("source"),
+            "vocabulary": get_vocabulary(vocabulary).name, "notes": gm.notes,
+            "generation_grid": {"shape": list(shape), "spacing_mm": list(spacing)},
+            "output": {"shape": list(ct.shape), "spacing_mm": list(ct.spacing),
+                       "orientation": "".join(ct.orientation)},
+            "device": str(self.device), "seconds": round(time.perf_counter() - t0, 3),
+        }
+        return GeneratedVolume(ct, canonical, Volume(labels, affine), info)
+
+
+def _null():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _bar(enabled: bool, total: int, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="generate", unit=unit, disable=not enabled)

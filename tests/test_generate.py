@@ -1,0 +1,206 @@
+"""Generation: geometry of the output, any length, determinism, masks users have, both modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tracect.cli.main import main
+from tracect.generate.masks import MaskError
+from tracect.generate.pipeline import Generator
+from tracect.generate.strategies import window_starts
+from tracect.io import Volume, read_mask, read_volume
+from tracect.labels.vocabulary import total
+
+from test_io_geometry import make_affine
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, real_dir):
+    """A tiny model trained for a few steps on the real case (quality is not the point here)."""
+    from tracect.config import load_config
+    from tracect.data.prepare import PrepareConfig, prepare_dataset
+    from tracect.train.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("gen") / "ds"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "images" / "s0011.nii.gz").symlink_to(real_dir / "ct.nii.gz")
+    (root / "masks" / "s0011.nii.gz").symlink_to(real_dir / "seg.nii.gz")
+    prepare_dataset(root, root.parent / "cache", PrepareConfig(size=16), progress=False)
+    run = root.parent / "run"
+    Trainer(load_config("tiny").replace(train={"max_steps": 4}), root.parent / "cache", run,
+            progress=False).fit()
+    return run
+
+
+@pytest.fixture(scope="module")
+def gen(tiny_run):
+    return Generator.from_checkpoint(tiny_run, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def real_mask(real_dir):
+    return read_mask(real_dir / "seg.nii.gz")
+
+
+def test_window_starts_cover_every_slice_with_overlap():
+    for Z in (1, 2, 3, 7, 50):
+        for K, o in ((2, 1), (3, 1), (3, 2), (4, 2)):
+            starts = window_starts(Z, K, o)
+            covered = set()
+            for i, s in enumerate(starts):
+                covered |= set(range(s, min(s + K, Z)))
+                if i:
+                    assert starts[i - 1] + K - s >= o  # overlaps the previous window
+            assert covered == set(range(Z))
+
+
+@pytest.mark.parametrize("affine", [np.diag([3.0, 3.0, 3.0, 1.0]), np.diag([-3.0, -3.0, 3.0, 1.0]),
+                                    make_affine((1, 0, 2), (1, 0, 0), (2.5, 3.2, 3.0), (0.1, -0.05, 0.2),
+                                                (20, -30, 40))],
+                         ids=["RAS", "LPS", "oblique"])
+def test_output_is_on_the_mask_grid(gen, real_mask, affine):
+    mask = Volume(real_mask.array, affine)
+    result = gen.generate(mask, "CT of the upper abdomen.", seed=0)
+    assert result.ct.shape == mask.shape
+    assert np.allclose(result.ct.affine, mask.affine)
+    assert result.ct.array.dtype == np.int16
+    # air outside the body, tissue inside the liver: still HU after the trip through the model grid
+    assert np.median(result.ct.array[real_mask.array == 0]) < 0
+    assert -1024 <= result.ct.array.min() and result.ct.array.max() <= 3071
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 90])
+def test_any_number_of_slices(gen, real_mask, n):
+    src = real_mask.canonical()
+    reps = -(-n // src.shape[0])
+    arr = np.concatenate([src.array] * reps)[:n]
+    mask = Volume(arr, src.affine)
+    for mode in ("sequential", "parallel"):
+        result = gen.generate(mask, "", seed=1, mode=mode, steps=2)
+        assert result.ct.shape == mask.shape and np.allclose(result.ct.affine, mask.affine)
+        assert result.canonical.shape[0] == n
+
+
+def test_deterministic_under_a_seed(gen, real_mask):
+    a = gen.generate(real_mask, "report", seed=7, steps=3).ct.array
+    b = gen.generate(real_mask, "report", seed=7, steps=3).ct.array
+    c = gen.generate(real_mask, "report", seed=8, steps=3).ct.array
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_modes_agree_in_shape_and_geometry(gen, real_mask):
+    s = gen.generate(real_mask, "", seed=0, mode="sequential", steps=3)
+    p = gen.generate(real_mask, "", seed=0, mode="parallel", steps=3)
+    assert s.ct.shape == p.ct.shape and np.allclose(s.ct.affine, p.ct.affine)
+    assert s.info["mode"] == "sequential" and p.info["mode"] == "parallel"
+
+
+def test_totalsegmentator_folder_and_cli_outputs(tiny_run, real_mask, tmp_path):
+    folder = tmp_path / "segs"
+    folder.mkdir()
+    for i in np.unique(real_mask.array)[1:]:
+        nib.save(nib.Nifti1Image((real_mask.array == i).astype(np.uint8), real_mask.affine),
+                 str(folder / f"{total().labels[int(i)]}.nii.gz"))
+    out = tmp_path / "out" / "ct.nii.gz"
+    code = main(["generate", "--checkpoint", str(tiny_run), "--mask", str(folder), "--report",
+                 "Arterial phase CT.", "--seed", "3", "--steps", "2", "--format", "dicom", "--out", str(out),
+                 "--quiet"])
+    assert code == 0
+    ct = read_volume(out)
+    assert ct.shape == real_mask.shape and np.allclose(ct.affine, real_mask.affine, atol=1e-4)
+    side = json.loads((tmp_path / "out" / "ct.json").read_text())
+    for key in ("checkpoint_sha256", "seed", "sampler", "steps", "guidance", "report", "mask_sha256",
+                "tracect_version"):
+        assert key in side
+    assert side["seed"] == 3 and side["report"] == "Arterial phase CT." and side["steps"] == 2
+    assert (tmp_path / "out" / "ct.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "ct.gif").stat().st_size > 1000
+    dicom = read_volume(tmp_path / "out" / "ct_dicom").like(ct)
+    assert np.array_equal(dicom.array, ct.array)
+    # nothing is overwritten without --overwrite
+    assert main(["generate", "--checkpoint", str(tiny_run), "--mask", str(folder), "--out", str(out),
+                 "--quiet", "--steps", "1"]) == 1
+    assert json.loads((tmp_path / "out" / "ct.json").read_text())["seed"] == 3
+
+
+def test_report_only_generation_with_slices(tiny_run, tmp_path):
+    out = tmp_path / "p.nii.gz"
+    assert main(["generate", "--checkpoint", str(tiny_run), "--slices", "37", "--report", "Normal CT.",
+                 "--out", str(out), "--steps", "2", "--no-pictures", "--quiet"]) == 0
+    ct = read_volume(out)
+    assert ct.canonical().shape[0] == 37
+
+
+def test_bad_masks_get_clear_messages(gen, real_mask):
+    with pytest.raises(MaskError, match=r"labels \[200\] are not in vocabulary 'total'"):
+        arr = real_mask.array.copy()
+        arr[0, 0, 0] = 200
+        gen.generate(Volume(arr, real_mask.affine), "")
+    with pytest.raises(MaskError, match="empty"):
+        gen.generate(Volume(np.zeros_like(real_mask.array), real_mask.affine), "")
+    tilted = make_affine((0, 1, 2), (0, 0, 0), (3, 3, 3), (0.8, 0.0, 0.0), (0, 0, 0))  # 46 degrees
+    with pytest.raises(MaskError, match="degrees from axial"):
+        gen.generate(Volume(real_mask.array, tilted), "")
+    with pytest.raises(MaskError, match="non-integer"):
+        gen.generate(Volume(real_mask.array + 0.5, real_mask.affine), "")
+    result = gen.generate(real_mask, "", steps=1)
+    assert any("body envelope was added" in n for n in result.info["notes"])
+
+
+def test_wrong_dimensionality_is_refused(tiny_run, tmp_path, capsys):
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4, 3), np.uint8), np.eye(4)), str(tmp_path / "m4d.nii.gz"))
+    assert main(["generate", "--checkpoint", str(tiny_run), "--mask", str(tmp_path / "m4d.nii.gz"),
+                 "--out", str(tmp_path / "o.nii.gz"), "--quiet"]) == 1
+    assert "expected a 3D volume" in capsys.readouterr().out
+
+
+def test_partial_mask_works(gen, real_mask):
+    liver_only = np.where(real_mask.array == total().id_of("liver"), real_mask.array, 0)
+    result = gen.generate(Volume(liver_only, real_mask.affine), "", steps=2)
+    assert result.ct.shape == real_mask.shape
+    assert "labels used: body, liver" in result.info["notes"][-1]
+
+
+PEAK_SCRIPT = r"""
+import resource, sys, gc
+import numpy as np
+from tracect.generate.pipeline import Generator
+from tracect.io import Volume, read_mask
+g = Generator.from_checkpoint(sys.argv[1], device="cpu")
+src = read_mask(sys.argv[2]).canonical()
+def mask(n):
+    return Volume(np.concatenate([src.array] * (n // src.shape[0] + 1))[:n], src.affine)
+g.generate(mask(4), "", steps=1)  # warm-up: allocator pools, lazy imports
+gc.collect()
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+m = mask(int(sys.argv[3]))
+out = g.generate(m, "", steps=1)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# the output arrays themselves: the HU volume on the mask grid and the generation grid
+extra = (out.ct.array.nbytes + out.canonical.array.nbytes + out.labels.array.nbytes + m.array.nbytes) / 1024
+print(base, peak, extra)
+"""
+
+
+def test_peak_memory_is_flat_in_the_number_of_slices(tiny_run, real_dir):
+    """Peak RSS of generating 256 slices within 10% of 32 slices, fresh processes, outputs excluded;
+    and what generation adds above the warmed-up process stays small in absolute terms."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    peak, added = {}, {}
+    for n in (32, 256):
+        r = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(tiny_run), str(real_dir / "seg.nii.gz"),
+                            str(n)], capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+        base, top, outputs = (float(v) for v in r.stdout.split())  # KiB
+        peak[n] = top - outputs
+        added[n] = max(0.0, top - base - outputs)
+    assert peak[256] <= 1.10 * peak[32], (peak, added)
+    assert added[256] < 64 * 1024, (peak, added)  # under 64 MiB beyond the warmed-up process
