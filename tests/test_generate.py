@@ -204,3 +204,18 @@ def test_peak_memory_is_flat_in_the_number_of_slices(tiny_run, real_dir):
         added[n] = max(0.0, top - base - outputs)
     assert peak[256] <= 1.10 * peak[32], (peak, added)
     assert added[256] < 64 * 1024, (peak, added)  # under 64 MiB beyond the warmed-up process
+
+
+def test_drift_metric_known_answers(real_mask):
+    from tracect.bench.drift import organ_drift, repeat_slab
+
+    long = repeat_slab(real_mask, 200)
+    assert long.shape[0] == 200 and np.array_equal(long.array[:30], real_mask.canonical().array)
+    labels = long.array.astype(np.int64)
+    flat = np.where(labels > 0, 50.0, -1000.0)
+    ramp = flat + np.linspace(0, 60, 200)[:, None, None]  # +60 HU from top to bottom
+    names = {5: "liver", 1: "spleen"}
+    assert all(v["abs_diff_hu"] < 1e-6 for v in organ_drift(flat, labels, names, 64).values())
+    drift = organ_drift(ramp, labels, names, 64)
+    assert set(drift) == {"liver", "spleen"}
+    assert all(35 < v["abs_diff_hu"] < 60 for v in drift.values())

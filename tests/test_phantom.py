@@ -14,7 +14,7 @@ from scipy import ndimage
 from tracect.data.layout import load_dataset
 from tracect.labels.vocabulary import total
 from tracect.phantom import PhantomConfig, make_case, make_mask, write_dataset
-from tracect.phantom.anatomy import Tissue
+from tracect.phantom.geometry import Tissue
 from tracect.phantom.generator import case_seed, simulate
 
 VOC = total()

@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks (data loading; model benchmarks join later)")
+    p = sub.add_parser("bench", help="benchmarks: data loading, sampler steps")
     bsub = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
     w = bsub.add_parser("windows", help="training windows/s from a prepared cache",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -17,6 +17,61 @@ def register(sub) -> None:
     w.add_argument("--batches", type=int, default=50)
     w.add_argument("--out", default=None, help="write the results as JSON here")
     w.set_defaults(func=run_windows)
+    s = bsub.add_parser("steps", help="quality cost of fewer sampler steps vs a long reference run",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--cache", required=True, help="prepared cache with held-out windows")
+    s.add_argument("--steps", type=int, nargs="+", default=[5, 10, 25, 50])
+    s.add_argument("--reference", type=int, default=200)
+    s.add_argument("--windows", type=int, default=12)
+    s.add_argument("--split", default="test")
+    s.add_argument("--out", default=None, help="write the results as JSON here")
+    s.set_defaults(func=run_steps)
+    d = bsub.add_parser("drift", help="per-organ HU drift over a long volume from a repeated real slab",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d.add_argument("--checkpoint", required=True)
+    d.add_argument("--mask", required=True, help="a real mask; its slab is repeated to --slices")
+    d.add_argument("--slices", type=int, default=500)
+    d.add_argument("--mode", choices=("sequential", "parallel"), default="sequential")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--report", default="")
+    d.add_argument("--out", default=None)
+    d.set_defaults(func=run_drift)
+
+
+def run_drift(args) -> int:
+    import json
+
+    from tracect.bench.drift import measure_drift
+    from tracect.utils.atomic import write_json
+
+    r = measure_drift(args.checkpoint, args.mask, args.slices, args.seed, args.mode, args.report)
+    for organ, v in sorted(r["per_organ"].items()):
+        print(f"{organ:<12} first {v['first_hu']:7.1f}  last {v['last_hu']:7.1f}  |diff| {v['abs_diff_hu']:5.1f} HU")
+    print(f"max |diff| {r['max_abs_diff_hu']:.1f} HU over {r['slices']} slices ({r['mode']}, {r['seconds']:.0f} s)")
+    if args.out:
+        write_json(args.out, r)
+    else:
+        print(json.dumps(r, indent=2))
+    return 0
+
+
+def run_steps(args) -> int:
+    import json
+
+    from tracect.bench.steps import measure_steps
+    from tracect.utils.atomic import write_json
+
+    r = measure_steps(args.checkpoint, args.cache, tuple(args.steps), args.reference, args.windows, args.split)
+    print(f"{'steps':>6} {'s/window':>9} {'MAE vs ' + str(r['reference_steps']) + ' (HU)':>18} {'organ median HU err':>20}")
+    for row in r["rows"]:
+        print(f"{row['steps']:>6} {row['seconds_per_window']:>9.3f} {row['mae_to_reference_hu']:>18.1f} "
+              f"{row['organ_median_hu_error']:>20.1f}")
+    if args.out:
+        write_json(args.out, r)
+    else:
+        print(json.dumps(r, indent=2))
+    return 0
 
 
 def run_windows(args) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from tracect.io.volume import Volume
-from tracect.phantom import anatomy, intensity, reports
+from tracect.phantom import anatomy, geometry, intensity, reports
 from tracect.utils.atomic import atomic_path, write_json, write_text
 
 
@@ -72,7 +72,7 @@ class PhantomCase:
     findings: dict = field(default_factory=dict)  # JSON-serialisable ground truth of the report
 
 
-def _fit_fov(body: anatomy.Body, size: int, px: float) -> None:
+def _fit_fov(body: geometry.Body, size: int, px: float) -> None:
     """Shrink the cross-section if needed so that >= 3 pixels of air surround the body."""
     half = (size / 2 - 3) * px
     ext = max(body.extent())
@@ -80,16 +80,16 @@ def _fit_fov(body: anatomy.Body, size: int, px: float) -> None:
         body.shrink(half / ext)
 
 
-def _grid(body: anatomy.Body, size: int, px: float, dz: float, n: int, t0: float) -> tuple[anatomy.Grid, np.ndarray]:
+def _grid(body: geometry.Body, size: int, px: float, dz: float, n: int, t0: float) -> tuple[geometry.Grid, np.ndarray]:
     """Body-frame coordinates of the voxel centres and the canonical voxel -> RAS affine."""
     c = (size - 1) / 2
-    grid = anatomy.Grid(t=t0 + dz * np.arange(n), y=(np.arange(size) - c) * px - body.cy,
+    grid = geometry.Grid(t=t0 + dz * np.arange(n), y=(np.arange(size) - c) * px - body.cy,
                         x=(np.arange(size) - c) * px - body.cx)
     affine = np.array([[0, 0, -px, c * px], [0, -px, 0, c * px], [-dz, 0, 0, -t0], [0, 0, 0, 1]], float)
     return grid, affine
 
 
-def _coverage(rng: np.random.Generator, body: anatomy.Body, length: float) -> float:
+def _coverage(rng: np.random.Generator, body: geometry.Body, length: float) -> float:
     """t of the first slice: a random window of the torso model, centred when longer than it."""
     lo, hi = body.t_min, body.t_end - length
     return float(rng.uniform(lo, hi)) if hi > lo else (body.t_min + body.t_end - length) / 2
@@ -104,7 +104,7 @@ def simulate(case_id: str, seed: int, config: PhantomConfig = PhantomConfig()) -
     """:func:`make_case` and the anatomy it was drawn from (tissue map, landmarks), for checks."""
     rng = np.random.default_rng(seed)
     cfg = config
-    body = anatomy.sample_body(rng)
+    body = geometry.sample_body(rng)
     need = max(body.extent()) / (cfg.size / 2 - 3)  # the scanner's FOV is fitted to the patient
     lo, hi = cfg.pixel_spacing
     px = float(rng.uniform(min(max(lo, need), hi), min(max(lo, 1.2 * need), hi)))
@@ -132,7 +132,7 @@ def simulate(case_id: str, seed: int, config: PhantomConfig = PhantomConfig()) -
 
 def _findings(anat, image: Volume, lut, lesions, phase: str, fatty: bool, spacing) -> dict:
     """The ground truth the report is written from (JSON-serialisable)."""
-    T = anatomy.Tissue
+    T = geometry.Tissue
     present = reports.structures_in_view(anat.labels)
     out_lesions = []
     for les in lesions:
@@ -164,7 +164,7 @@ def make_mask(n_slices: int, seed: int, size: int = 64, pixel_spacing: float = 6
     if n_slices < 1 or size < 16 or pixel_spacing <= 0 or slice_thickness <= 0:
         raise ValueError("make_mask: n_slices >= 1, size >= 16 and positive spacings are required")
     rng = np.random.default_rng(seed)
-    body = anatomy.sample_body(rng)
+    body = geometry.sample_body(rng)
     _fit_fov(body, size, pixel_spacing)
     t0 = _coverage(rng, body, n_slices * slice_thickness)
     grid, affine = _grid(body, size, pixel_spacing, slice_thickness, n_slices, t0)

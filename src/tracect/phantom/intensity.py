@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from tracect.phantom.anatomy import Anatomy, Tissue, label_id
+from tracect.phantom.anatomy import Anatomy
+from tracect.phantom.geometry import Tissue, label_id
 
 T = Tissue
 # base HU ranges of a non-contrast scan; one value per case is drawn from each range
