@@ -20,6 +20,27 @@ import traceback
 from pathlib import Path
 
 
+DEVICE = "cuda"
+
+
+def cuda_sync() -> None:
+    import torch
+
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def cuda_peak_gib(reset: bool = False) -> float | None:
+    import torch
+
+    if not DEVICE.startswith("cuda"):
+        return None
+    if reset:
+        torch.cuda.reset_peak_memory_stats()
+        return None
+    return torch.cuda.max_memory_allocated() / 2**30
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -53,36 +74,39 @@ def matmul_peak(dtype_name: str = "bfloat16", n: int = 8192, reps: int = 10) -> 
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e12
 
 
-def train_throughput(preset: str, cache: Path, run: Path, minutes: float, text_encoder: str | None) -> dict:
-    import torch
-
+def train_throughput(preset: str, cache: Path, run: Path, minutes: float, text_encoder: str | None,
+                     warmup: int = 5) -> dict:
+    """Steady-state optimizer steps per second after ``warmup`` steps, and peak GPU memory."""
     from tracect.config import load_config
     from tracect.model.denoiser import count_parameters, forward_flops
     from tracect.train.trainer import Trainer, build_model
 
     config = load_config(preset)
-    changes = {"max_minutes": minutes, "max_steps": 10**6, "val_every": 10**6, "checkpoint_every": 10**6,
-               "log_every": 10}
-    config = config.replace(train=changes)
     if text_encoder:
         config = config.replace(model={"text_encoder": text_encoder})
-    torch.cuda.reset_peak_memory_stats()
-    tr = Trainer(config, cache, run, device="cuda", progress=False)
-    state = tr.fit()
-    import csv
-
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
-    rates = sorted(float(r["steps_per_s"]) for r in rows[2:]) or [0.0]  # skip warm-up rows
-    steps_per_s = rates[len(rates) // 2]
+    tr = Trainer(config, cache, run, device=DEVICE, progress=False)
+    data = tr.batches()
+    accum = config.train.grad_accum
+    for _ in range(warmup):
+        tr.train_step([next(data) for _ in range(accum)])
+    cuda_sync()
+    cuda_peak_gib(reset=True)
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < minutes * 60 or steps < 3:
+        m = tr.train_step([next(data) for _ in range(accum)])
+        steps += 1
+    cuda_sync()
+    seconds = time.perf_counter() - t0
+    peak = cuda_peak_gib()
+    tr.save()
     flops = forward_flops(build_model(config))  # counted on a CPU copy
-    windows_per_s = steps_per_s * config.train.batch_size * config.train.grad_accum
-    return {"preset": preset, "steps": state.step, "seconds": state.elapsed_s,
-            "median_steps_per_s": steps_per_s, "windows_per_s": windows_per_s,
-            "batch_size": config.train.batch_size, "parameters": count_parameters(tr.model),
-            "forward_gflop_per_window": flops / 1e9,
+    windows_per_s = steps / seconds * config.train.batch_size * accum
+    return {"preset": preset, "timed_steps": steps, "seconds": seconds, "steps_per_s": steps / seconds,
+            "windows_per_s": windows_per_s, "batch_size": config.train.batch_size,
+            "parameters": count_parameters(tr.model), "forward_gflop_per_window": flops / 1e9,
             "train_tflop_per_s": 3 * flops * windows_per_s / 1e12,  # forward + backward ~ 3x forward
-            "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
-            "precision": "bf16" if tr.autocast else "fp32", "final_loss": float(rows[-1]["loss"])}
+            "peak_gpu_memory_gib": peak, "precision": "bf16" if tr.autocast else "fp32",
+            "last_loss": m["loss"]}
 
 
 def generate_volume(run: Path, out: Path, slices: int, text_encoder: str | None) -> list[dict]:
@@ -93,20 +117,20 @@ def generate_volume(run: Path, out: Path, slices: int, text_encoder: str | None)
     from tracect.model.text import TextEncoder
     from tracect.phantom import make_mask
 
-    gen = Generator.from_checkpoint(run, device="cuda")
+    gen = Generator.from_checkpoint(run, device=DEVICE)
     mask = make_mask(slices, seed=123)
     rows = []
     for mode in ("sequential", "parallel"):
         gen.generate(make_mask(8, seed=1), "warm-up", mode=mode, steps=2)
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+        cuda_sync()
+        cuda_peak_gib(reset=True)
         t = time.perf_counter()
         result = gen.generate(mask, "Contrast-enhanced CT of the chest and abdomen, arterial phase.",
                               seed=0, mode=mode)
-        torch.cuda.synchronize()
+        cuda_sync()
         rows.append({"mode": mode, "slices": slices, "seconds": time.perf_counter() - t,
                      "steps": result.info["steps"], "windows": result.info["windows"],
-                     "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
+                     "peak_gpu_memory_gib": cuda_peak_gib(),
                      "grid": result.info["generation_grid"]})
         write_outputs(result, out / f"generated_{mode}.nii.gz", pictures=True, overwrite=True)
     return rows
@@ -122,7 +146,10 @@ def main() -> int:
     ap.add_argument("--gpu-minutes", type=float, default=2.0)
     ap.add_argument("--slices", type=int, default=128)
     ap.add_argument("--smoke", action="store_true", help="seconds-long run of every stage")
+    ap.add_argument("--device", default="cuda", help="cuda (the point of this script) or cpu for a dry run")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = args.device
     out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {"device": device_info(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -133,7 +160,7 @@ def main() -> int:
     from tracect.data.prepare import PrepareConfig, prepare_dataset
     from tracect.phantom import write_dataset
 
-    stages = [("matmul_peak_bf16_tflops", lambda: matmul_peak())]
+    stages = [("matmul_peak_bf16_tflops", lambda: matmul_peak())] if DEVICE.startswith("cuda") else []
     if args.smoke:
         args.cases, args.cpu_minutes, args.gpu_minutes, args.slices = 4, 0.1, 0.1, 12
     log(f"phantom {args.cases} cases; prepare at 64 and 256 px")

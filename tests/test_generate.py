@@ -219,3 +219,17 @@ def test_drift_metric_known_answers(real_mask):
     drift = organ_drift(ramp, labels, names, 64)
     assert set(drift) == {"liver", "spleen"}
     assert all(35 < v["abs_diff_hu"] < 60 for v in drift.values())
+
+
+def test_coherence_metric_sees_shuffled_slices(real_dir):
+    from tracect.bench.modes import coherence
+
+    ct = read_volume(real_dir / "ct.nii.gz").canonical().array.astype(np.float32)
+    body = ct > -500
+    smooth = coherence(ct, body)
+    order = np.random.default_rng(0).permutation(ct.shape[0])
+    shuffled = coherence(ct[order], body[order])
+    assert shuffled["adjacent_mae_hu"] > 1.5 * smooth["adjacent_mae_hu"]
+    assert smooth["warp_error"] < 1.0
+    same = coherence(np.repeat(ct[:1], 5, 0), np.repeat(body[:1], 5, 0))
+    assert same["adjacent_mae_hu"] == 0.0

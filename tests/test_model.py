@@ -228,3 +228,19 @@ def test_pickle_checkpoints_are_refused(tmp_path):
     torch.save({"x": 1}, tmp_path / "model.pt")
     with pytest.raises(CheckpointError, match="pickle"):
         load_model(tmp_path / "model.pt")
+
+
+def test_sentence_units_give_one_vector_per_sentence():
+    from tracect.model.text import TextEncoder, split_sentences
+
+    text = TextEncoder("minilm", max_tokens=8, units="sentences")
+    report = "EXAMINATION: Non-contrast CT.\nFINDINGS: A 14 mm cyst in the right hepatic lobe. No other lesion."
+    assert split_sentences(report) == ["EXAMINATION: Non-contrast CT.", "FINDINGS: A 14 mm cyst in the right "
+                                       "hepatic lobe.", "No other lesion."]
+    tokens, pooled = text.encode([report, "", "No other lesion."])
+    assert tokens.shape == (3, 8, 384)
+    norms = tokens[0].norm(dim=-1)
+    assert torch.allclose(norms[:3], torch.ones(3), atol=1e-5) and float(norms[3:].sum()) == 0.0
+    assert float(tokens[1].abs().sum()) == 0.0 and float(pooled[1].abs().sum()) == 0.0  # empty = null
+    assert torch.allclose(tokens[0, 2], tokens[2, 0], atol=1e-5)  # a sentence's vector ignores its context
+    assert torch.allclose(pooled[0], tokens[0, :3].mean(0), atol=1e-6)

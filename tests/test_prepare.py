@@ -212,3 +212,23 @@ def test_dataset_json_paths_stay_inside_the_dataset(tmp_path, toy_dataset, capsy
     (toy_dataset / "dataset.json").write_text(json.dumps({"vocabulary": "../../etc/vocab.json"}))
     assert main(["prepare", str(toy_dataset), "--out", str(tmp_path / "c"), "--quiet"]) == 1
     assert "leaves the dataset folder" in capsys.readouterr().err
+
+
+def test_prepare_the_phantom(tmp_path):
+    """The built-in phantom prepares cleanly: reports attached, every organ group present, air outside."""
+    from tracect.phantom import write_dataset
+
+    write_dataset(tmp_path / "ph", n=3, seed=5, progress=False)
+    result = prepare_dataset(tmp_path / "ph", tmp_path / "cache", PrepareConfig(size=32), progress=False)
+    assert not result.skipped and len(result.prepared) == 3 and not result.warnings
+    cache = PreparedCache(tmp_path / "cache")
+    voc = cache.vocabulary
+    for i, meta in enumerate(cache.cases):
+        assert meta["report"].startswith("EXAMINATION:")
+        arr = cache.case(i)
+        present = {voc.labels[int(v)] for v in np.unique(arr.mask) if v}
+        assert {"body", "lung", "liver", "bone", "aorta"} <= present, present
+        hu = unit_to_hu(np.asarray(arr.image, np.float32), cache.config.hu_window)
+        assert np.median(hu[arr.body == 0]) < -950
+        assert np.median(hu[arr.mask == voc.id_of("lung")]) < -600
+        assert meta["spacing"][0] == pytest.approx(meta["source"]["spacing"][2], rel=1e-3)

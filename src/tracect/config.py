@@ -44,7 +44,8 @@ class ModelConfig:
     mask_embed_dim: int = 4  # learned embedding per label, concatenated per frame as channels
     text_encoder: str = "minilm"  # "minilm" (shipped offline) or a local Hugging Face folder
     text_dim: int = 384  # hidden size of the text encoder
-    text_max_tokens: int = 96
+    text_units: str = "wordpieces"  # cross-attention over word-piece embeddings, or "sentences"
+    text_max_tokens: int = 256  # word pieces (or sentences) per report
     cross_attention_dim: int = 64
     geometry: bool = True  # pixel spacing, slice thickness, relative position
     known_frames: bool = True  # clean frames + per-frame indicator as input
@@ -63,6 +64,7 @@ class ModelConfig:
                f"must be divisible by {2 ** (len(self.channels) - 1)} for {len(self.channels)} levels")
         _check(self.num_classes >= 2, o, "num_classes", "must be >= 2")
         _check(not (self.flow_input and self.frames < 2), o, "flow_input", "needs frames >= 2")
+        _check(self.text_units in ("sentences", "wordpieces"), o, "text_units", "sentences or wordpieces")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         object.__setattr__(self, "attention_levels", tuple(bool(a) for a in self.attention_levels))
 
@@ -74,8 +76,8 @@ class DiffusionConfig:
     parametrization: str = "v"  # eps | v | flow (rectified flow: velocity)
     schedule: str = "cosine"
     train_timesteps: int = 1000
-    sample_steps: int = 25  # network evaluations per window (before guidance doubling)
-    guidance: float = 1.0  # classifier-free guidance weight on the report (1 = off)
+    sample_steps: int = 12  # DDIM steps per window
+    guidance: float = 3.0  # classifier-free guidance on the report (1 = off; else 2 evaluations a step)
 
     def __post_init__(self):
         o = "diffusion"
@@ -84,6 +86,11 @@ class DiffusionConfig:
         _check(10 <= self.train_timesteps <= 10000, o, "train_timesteps", "in 10..10000")
         _check(1 <= self.sample_steps <= self.train_timesteps, o, "sample_steps", "in 1..train_timesteps")
         _check(self.guidance >= 0, o, "guidance", ">= 0")
+
+    @property
+    def evaluations_per_window(self) -> int:
+        """Network evaluations of one window with the default sampler."""
+        return self.sample_steps * (1 if self.guidance == 1.0 else 2)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,38 @@ def register(sub) -> None:
     d.add_argument("--report", default="")
     d.add_argument("--out", default=None)
     d.set_defaults(func=run_drift)
+    m = bsub.add_parser("modes", help="sequential vs parallel generation: time and inter-slice coherence",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    m.add_argument("--checkpoint", required=True)
+    m.add_argument("--mask", required=True)
+    m.add_argument("--reference", default=None, help="the real CT of the mask, for its coherence figures")
+    m.add_argument("--report", default="")
+    m.add_argument("--repeats", type=int, default=3)
+    m.add_argument("--out", default=None)
+    m.set_defaults(func=run_modes)
+
+
+def run_modes(args) -> int:
+    import json
+
+    from tracect.bench.modes import compare_modes
+    from tracect.io.readers import read_mask, read_volume
+    from tracect.utils.atomic import write_json
+
+    ref = read_volume(args.reference) if args.reference else None
+    r = compare_modes(args.checkpoint, read_mask(args.mask), args.report, ref, repeats=args.repeats)
+    for mode, v in r["modes"].items():
+        print(f"{mode:<11} {v['seconds_median']:7.2f} s  adjacent |dHU| {v['adjacent_mae_hu']:6.1f}  "
+              f"warp error {v['warp_error']:.3f}")
+    if "reference" in r:
+        print(f"{'reference':<11} {'':>9}  adjacent |dHU| {r['reference']['adjacent_mae_hu']:6.1f}  "
+              f"warp error {r['reference']['warp_error']:.3f}")
+    print(f"parallel speed-up x{r['speedup_parallel']:.2f} ({r['slices']} slices, {r['steps']} steps)")
+    if args.out:
+        write_json(args.out, r)
+    else:
+        print(json.dumps(r, indent=2))
+    return 0
 
 
 def run_drift(args) -> int:

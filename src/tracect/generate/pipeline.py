@@ -65,7 +65,10 @@ class Generator:
         self.prepare = PrepareConfig.from_json(data["prepare"])
         self.vocabulary = Vocabulary.from_json(data["vocabulary"])
         self.schedule = Schedule(config.diffusion)
-        self.text = text or TextEncoder(config.model.text_encoder, config.model.text_max_tokens)
+        mc = config.model
+        if text is not None and (text.units, text.max_tokens) != (mc.text_units, mc.text_max_tokens):
+            text = None  # a shared encoder set up for another model: load the right one
+        self.text = text or TextEncoder(mc.text_encoder, mc.text_max_tokens, units=mc.text_units)
         self.autocast = autocast_factory(device, config.train.precision)
         self.checkpoint = checkpoint
         self.checkpoint_sha256 = checkpoint_hash(checkpoint) if checkpoint is not None else None

@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
+from tracect import __version__
 from tracect.config import RunConfig
 from tracect.data.cache import PreparedCache
 from tracect.data.windows import FrameWindows, WindowSampler
@@ -107,7 +108,10 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         self.schedule = Schedule(config.diffusion)
-        self.text = text or TextEncoder(mc.text_encoder, mc.text_max_tokens)
+        self.text = text or TextEncoder(mc.text_encoder, mc.text_max_tokens, units=mc.text_units)
+        if (self.text.units, self.text.max_tokens) != (mc.text_units, mc.text_max_tokens):
+            raise ValueError(f"text encoder gives {self.text.max_tokens} {self.text.units}; the model expects "
+                             f"{mc.text_max_tokens} {mc.text_units}")
         if self.text.dim != mc.text_dim:
             raise ValueError(f"text encoder '{mc.text_encoder}' has width {self.text.dim}; model.text_dim is {mc.text_dim}")
         self.generator = torch.Generator().manual_seed(tc.seed * 7919 + rank)
@@ -142,6 +146,8 @@ class Trainer:
     def data_info(self) -> dict:
         """What generation needs to know about the training data: grid and intensity conventions."""
         return {"cache": str(self.cache.root.resolve()), "windows": len(self.windows),
+                "cases": [m["case"] for m in self.windows.cache.cases],  # the cases trained on
+                "tracect_version": __version__, "torch_version": torch.__version__,
                 "prepare": self.cache.config.to_json(), "vocabulary": self.cache.vocabulary.to_json(),
                 "slice_thickness_mm": sorted({round(m["spacing"][0], 3) for m in self.cache.cases}),
                 "pixel_spacing_mm": [min(m["spacing"][1] for m in self.cache.cases),
