@@ -49,7 +49,11 @@ def envelope_from_organs(labels: np.ndarray, margin_vox: int = 2) -> np.ndarray:
 
 def bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Inclusive-exclusive bounding box ``(lo, hi)`` of a boolean array, or ``None`` if empty."""
-    idx = np.argwhere(mask)
-    if len(idx) == 0:
-        return None
-    return idx.min(0), idx.max(0) + 1
+    lo, hi = [], []
+    for axis in range(mask.ndim):  # per-axis projections: no index list as large as the mask
+        present = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if len(present) == 0:
+            return None
+        lo.append(present[0])
+        hi.append(present[-1] + 1)
+    return np.array(lo), np.array(hi)

@@ -58,7 +58,7 @@ def prepare_mask(mask: Volume, source_vocab: Vocabulary, model_vocab: Vocabulary
                         "slices: resample the mask to an axial grid first")
     notes = []
     canon = mask.canonical()
-    labels = build_remap(source_vocab, model_vocab)(canon.array.astype(np.int64))
+    labels = build_remap(source_vocab, model_vocab)(canon.array)
     if "body" in model_vocab.labels.values():
         body_id = model_vocab.id_of("body")
         if not np.any(labels == body_id):

@@ -117,7 +117,7 @@ class Generator:
         Z, H, W = shape
         K = mc.frames
         pad = max(0, K - Z)  # fewer slices than a window: repeat the last slice, crop afterwards
-        lab = torch.from_numpy(np.concatenate([labels, np.repeat(labels[-1:], pad, 0)]).astype(np.int64))
+        lab = torch.from_numpy(np.concatenate([labels, np.repeat(labels[-1:], pad, 0)]))  # uint8 (Zp, H, W)
         Zp = Z + pad
         spacing = Volume(labels, affine).spacing  # (z, y, x) mm
         tokens, pooled = self.text.encode([report])
@@ -129,7 +129,7 @@ class Generator:
         def denoise_windows(x, t, starts, known, known_values, use_report):
             n = x.shape[0]
             idx = torch.tensor(starts)[:, None] + torch.arange(K)[None]  # (n, K)
-            m = lab[idx].to(self.device)
+            m = lab[idx].long().to(self.device)
             pos = positions[idx]
             geom = geometry_features(torch.full((n,), spacing[1]), torch.full((n,), spacing[0]),
                                      pos[:, 0], pos[:, -1]).to(self.device)

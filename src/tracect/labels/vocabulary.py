@@ -156,7 +156,9 @@ class Remap:
         lut = np.zeros(lut_size, dtype=np.uint16 if self.target.num_classes > 255 else np.uint8)
         for s, t in self.table.items():
             lut[s] = t
-        return lut[mask.astype(np.int64, copy=False)]
+        if not np.issubdtype(mask.dtype, np.unsignedinteger):
+            mask = mask.astype(np.int64)  # signed or float ids (checked non-negative above) index the LUT
+        return lut[mask]
 
 
 def build_remap(source: Vocabulary, target: Vocabulary,
