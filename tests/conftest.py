@@ -23,6 +23,19 @@ def real_dir() -> Path:
     return REAL_DIR
 
 
+def link_real_case(root: Path, real_dir: Path, case: str = "s0011", report: str | None = None) -> Path:
+    """A dataset folder holding the real case (symlinks, nothing copied) and optionally its report."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
+    (root / "images" / f"{case}.nii.gz").symlink_to(real_dir / "ct.nii.gz")
+    (root / "masks" / f"{case}.nii.gz").symlink_to(real_dir / "seg.nii.gz")
+    if report is not None:
+        import json
+
+        (root / "reports.jsonl").write_text(json.dumps({"case": case, "report": report}) + "\n")
+    return root
+
+
 def save_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(array, affine), str(path))

@@ -28,11 +28,9 @@ def tiny_run(tmp_path_factory, real_dir):
     from tracect.data.prepare import PrepareConfig, prepare_dataset
     from tracect.train.trainer import Trainer
 
-    root = tmp_path_factory.mktemp("gen") / "ds"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    (root / "images" / "s0011.nii.gz").symlink_to(real_dir / "ct.nii.gz")
-    (root / "masks" / "s0011.nii.gz").symlink_to(real_dir / "seg.nii.gz")
+    from conftest import link_real_case
+
+    root = link_real_case(tmp_path_factory.mktemp("gen") / "ds", real_dir)
     prepare_dataset(root, root.parent / "cache", PrepareConfig(size=16), progress=False)
     run = root.parent / "run"
     Trainer(load_config("tiny").replace(train={"max_steps": 4}), root.parent / "cache", run,

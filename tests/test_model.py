@@ -35,12 +35,10 @@ def text():
 def real_cache(tmp_path_factory, real_dir):
     from tracect.data.prepare import PrepareConfig, prepare_dataset
 
-    root = tmp_path_factory.mktemp("real") / "ds"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    (root / "images" / "s0011.nii.gz").symlink_to(real_dir / "ct.nii.gz")
-    (root / "masks" / "s0011.nii.gz").symlink_to(real_dir / "seg.nii.gz")
-    (root / "reports.csv").write_text('case,report\ns0011,"Portal venous phase CT of the upper abdomen."\n')
+    from conftest import link_real_case
+
+    root = link_real_case(tmp_path_factory.mktemp("real") / "ds", real_dir,
+                          report="Portal venous phase CT of the upper abdomen.")
     out = root.parent / "cache"
     prepare_dataset(root, out, PrepareConfig(size=16), progress=False)
     return out

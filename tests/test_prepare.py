@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import save_nifti, toy_case
+from conftest import link_real_case, save_nifti, toy_case
 from tracect.cli.main import main
 from tracect.data.cache import PreparedCache
 from tracect.data.flow import warp
@@ -23,13 +23,7 @@ from tracect.labels.vocabulary import coarse
 
 
 def real_dataset(tmp_path, real_dir):
-    root = tmp_path / "real"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    (root / "images" / "s0011.nii.gz").symlink_to(real_dir / "ct.nii.gz")
-    (root / "masks" / "s0011.nii.gz").symlink_to(real_dir / "seg.nii.gz")
-    (root / "reports.jsonl").write_text(json.dumps({"case": "s0011", "report": "Upper abdomen, normal."}) + "\n")
-    return root
+    return link_real_case(tmp_path / "real", real_dir, report="Upper abdomen, normal.")
 
 
 def test_prepare_real_case(tmp_path, real_dir):
