@@ -49,11 +49,8 @@ def register(sub) -> None:
 
 
 def run_modes(args) -> int:
-    import json
-
     from tracect.bench.modes import compare_modes
     from tracect.io.readers import read_mask, read_volume
-    from tracect.utils.atomic import write_json
 
     ref = read_volume(args.reference) if args.reference else None
     r = compare_modes(args.checkpoint, read_mask(args.mask), args.report, ref, repeats=args.repeats)
@@ -64,53 +61,32 @@ def run_modes(args) -> int:
         print(f"{'reference':<11} {'':>9}  adjacent |dHU| {r['reference']['adjacent_mae_hu']:6.1f}  "
               f"warp error {r['reference']['warp_error']:.3f}")
     print(f"parallel speed-up x{r['speedup_parallel']:.2f} ({r['slices']} slices, {r['steps']} steps)")
-    if args.out:
-        write_json(args.out, r)
-    else:
-        print(json.dumps(r, indent=2))
-    return 0
+    return _emit(r, args.out)
 
 
 def run_drift(args) -> int:
-    import json
-
     from tracect.bench.drift import measure_drift
-    from tracect.utils.atomic import write_json
 
     r = measure_drift(args.checkpoint, args.mask, args.slices, args.seed, args.mode, args.report)
     for organ, v in sorted(r["per_organ"].items()):
         print(f"{organ:<12} first {v['first_hu']:7.1f}  last {v['last_hu']:7.1f}  |diff| {v['abs_diff_hu']:5.1f} HU")
     print(f"max |diff| {r['max_abs_diff_hu']:.1f} HU over {r['slices']} slices ({r['mode']}, {r['seconds']:.0f} s)")
-    if args.out:
-        write_json(args.out, r)
-    else:
-        print(json.dumps(r, indent=2))
-    return 0
+    return _emit(r, args.out)
 
 
 def run_steps(args) -> int:
-    import json
-
     from tracect.bench.steps import measure_steps
-    from tracect.utils.atomic import write_json
 
     r = measure_steps(args.checkpoint, args.cache, tuple(args.steps), args.reference, args.windows, args.split)
     print(f"{'steps':>6} {'s/window':>9} {'MAE vs ' + str(r['reference_steps']) + ' (HU)':>18} {'organ median HU err':>20}")
     for row in r["rows"]:
         print(f"{row['steps']:>6} {row['seconds_per_window']:>9.3f} {row['mae_to_reference_hu']:>18.1f} "
               f"{row['organ_median_hu_error']:>20.1f}")
-    if args.out:
-        write_json(args.out, r)
-    else:
-        print(json.dumps(r, indent=2))
-    return 0
+    return _emit(r, args.out)
 
 
 def run_windows(args) -> int:
-    import json
-
     from tracect.bench.windows import measure_windows
-    from tracect.utils.atomic import write_json
 
     results = []
     for cache in args.cache:
@@ -120,8 +96,17 @@ def run_windows(args) -> int:
             results.append(r)
             print(f"{cache}: windows {r['window_shape']} workers={workers} "
                   f"{r['windows_per_s_median']:.0f} windows/s (median of {len(r['windows_per_s_runs'])})")
-    if args.out:
-        write_json(args.out, results)
+    return _emit(results, args.out)
+
+
+def _emit(result, out: str | None) -> int:
+    """Write the measurement as JSON to ``out``, or print it."""
+    import json
+
+    from tracect.utils.atomic import write_json
+
+    if out:
+        write_json(out, result)
     else:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(result, indent=2))
     return 0
