@@ -64,3 +64,16 @@ def test_sampler_is_seeded_resumable_and_sharded():
     assert sorted(r0 + r1) == list(range(10))
     with pytest.raises(ValueError):
         WindowSampler(10, rank=2, world_size=2)
+
+
+def test_bench_windows_command(cache, tmp_path):
+    import json
+
+    from tracect.cli.main import main
+
+    out = tmp_path / "w.json"
+    assert main(["bench", "windows", "--cache", str(cache), "--workers", "0", "--batches", "3",
+                 "--batch-size", "4", "--out", str(out)]) == 0
+    (r,) = json.loads(out.read_text())
+    assert r["window_shape"] == [2, 16, 16] and r["workers"] == 0
+    assert len(r["windows_per_s_runs"]) == 3 and r["windows_per_s_median"] > 0
