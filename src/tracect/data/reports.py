@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
+
+from tracect.utils.jsonl import iter_jsonl
 
 
 class ReportsError(ValueError):
@@ -74,14 +75,8 @@ def read_reports_csv(path: Path) -> dict[str, str]:
 
 def read_reports_jsonl(path: Path) -> dict[str, str]:
     reports: dict[str, str] = {}
-    for line, raw in enumerate(_decode(path).splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise ReportsError(f"{path.name}:{line}: invalid JSON ({e.msg})") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("case"), str):
+    for line, obj in iter_jsonl(path, ReportsError):
+        if not isinstance(obj.get("case"), str):
             raise ReportsError(f"{path.name}:{line}: expected an object with a string 'case'")
         report = obj.get("report")
         if report is None:

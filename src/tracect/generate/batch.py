@@ -6,11 +6,11 @@ duplicates); a job that fails (a bad mask) is reported and the others go on.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from tracect.data.layout import resolve_inside
+from tracect.utils.jsonl import iter_jsonl
 
 
 @dataclass(frozen=True)
@@ -29,18 +29,8 @@ class Job:
         Mask paths are relative to the manifest's folder and must stay inside it unless
         ``allow_outside``."""
         jobs = []
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{path.name}: not UTF-8 ({e})") from None
-        for n, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path.name}:{n}: invalid JSON ({e.msg})") from None
-            if not isinstance(d, dict) or ("mask" not in d and "slices" not in d):
+        for n, d in iter_jsonl(path):
+            if "mask" not in d and "slices" not in d:
                 raise ValueError(f"{path.name}:{n}: each job needs 'mask' or 'slices'")
             mask = str(resolve_inside(path.parent, d["mask"], allow_outside)) if d.get("mask") else None
             name = str(d.get("name") or f"vol_{n:05d}")

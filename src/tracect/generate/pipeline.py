@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -134,7 +135,7 @@ class Generator:
             geom = geometry_features(torch.full((n,), spacing[1]), torch.full((n,), spacing[0]),
                                      pos[:, 0], pos[:, -1]).to(self.device)
             tk, pl = (tokens, pooled) if use_report else (null_t, null_p)
-            with self.autocast() if self.autocast else _null():
+            with self.autocast() if self.autocast else contextlib.nullcontext():
                 out = self.model(x, t * T, m, tk.expand(n, -1, -1), pl.expand(n, -1), geom, known, known_values)
             return out.float()
 
@@ -171,12 +172,6 @@ class Generator:
             "device": str(self.device), "seconds": round(time.perf_counter() - t0, 3),
         }
         return GeneratedVolume(ct, canonical, Volume(labels, affine), info)
-
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def _bar(enabled: bool, total: int, unit: str):
