@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,19 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tracect demo --out demo-output --overwrite
 
-test: $(STAMP)
+# The report test opens the HTML page in headless Chromium (Debian's package): install it where it is
+# missing and apt-get is there. TRACECT_SKIP_BROWSER=1 skips both this install and the browser tests.
+browser:
+	@if [ "$$TRACECT_SKIP_BROWSER" != 1 ] && ! command -v chromium >/dev/null 2>&1 \
+	    && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium (headless browser for the HTML report test)"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  $$sudo apt-get update -qq >/dev/null || true; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	    || echo "could not install chromium; the report test will fail and say how to install it"; \
+	fi
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 clean:

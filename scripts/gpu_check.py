@@ -1,7 +1,10 @@
-"""GPU check: training throughput of the `cpu` and `gpu` presets and one generated volume, on one
-NVIDIA GPU with PyTorch and no internet. Writes everything to one folder (default $OUT or ./gpu-check).
+"""GPU check, on one NVIDIA GPU with PyTorch and no internet, within 10 minutes: the efficiency
+benchmark (frame-pair vs 3D) at 128, 256 and 512 px, training throughput of the `cpu` and `gpu`
+presets, one generated volume, and (given a checkpoint and a real mask) the 500-slice drift check.
+Writes everything to one folder (default $OUT or ./gpu-check).
 
     PYTHONPATH=src python scripts/gpu_check.py --out gpu-check [--text-encoder DIR] [--smoke]
+        [--drift-checkpoint RUN --drift-mask MASK]
 
 Needs, besides PyTorch: monai, einops, nibabel, scipy, opencv, transformers, safetensors, PyYAML, tqdm,
 matplotlib (pure-Python wheels can be carried). ``--text-encoder`` points at a local copy of the MiniLM
@@ -132,8 +135,27 @@ def generate_volume(run: Path, out: Path, slices: int, text_encoder: str | None)
                      "steps": result.info["steps"], "windows": result.info["windows"],
                      "peak_gpu_memory_gib": cuda_peak_gib(),
                      "grid": result.info["generation_grid"]})
-        write_outputs(result, out / f"generated_{mode}.nii.gz", pictures=True, overwrite=True)
+        # volumes stay in the work folder; only the montage comes back with the results
+        paths = write_outputs(result, Path("/tmp/tracect-gpu/generated") / f"{mode}.nii.gz", pictures=True,
+                              overwrite=True)
+        (out / f"generated_{mode}.png").write_bytes(paths["montage"].read_bytes())
     return rows
+
+
+def efficiency(size: int, slices: list[int], out: Path, text_encoder: str | None, timeout: float) -> dict:
+    from tracect.bench.efficiency import plot, run_efficiency
+
+    r = run_efficiency(tuple(slices), size=size, steps=5, device=DEVICE, timeout=timeout, log=log,
+                       text_encoder=text_encoder)
+    plot(r, out / f"efficiency_{size}.png")
+    return r
+
+
+def drift(checkpoint: str, mask: str, text_encoder: str | None) -> dict:
+    from tracect.bench.drift import measure_drift
+
+    return {mode: measure_drift(checkpoint, mask, 500, mode=mode, device=DEVICE, text_encoder=text_encoder)
+            for mode in ("sequential", "parallel")}
 
 
 def main() -> int:
@@ -147,6 +169,11 @@ def main() -> int:
     ap.add_argument("--slices", type=int, default=128)
     ap.add_argument("--smoke", action="store_true", help="seconds-long run of every stage")
     ap.add_argument("--device", default="cuda", help="cuda (the point of this script) or cpu for a dry run")
+    ap.add_argument("--efficiency-timeout", type=float, default=60.0, help="seconds per efficiency measurement")
+    ap.add_argument("--stages", default="efficiency,train,generate,drift",
+                    help="comma-separated subset of efficiency, train, generate, drift")
+    ap.add_argument("--drift-checkpoint", default=None)
+    ap.add_argument("--drift-mask", default=None)
     args = ap.parse_args()
     global DEVICE
     DEVICE = args.device
@@ -160,22 +187,33 @@ def main() -> int:
     from tracect.data.prepare import PrepareConfig, prepare_dataset
     from tracect.phantom import write_dataset
 
+    wanted = set(args.stages.split(","))
     stages = [("matmul_peak_bf16_tflops", lambda: matmul_peak())] if DEVICE.startswith("cuda") else []
+    eff = {128: [32, 64, 128, 256], 256: [32, 64, 128, 256], 512: [32, 64]}
     if args.smoke:
         args.cases, args.cpu_minutes, args.gpu_minutes, args.slices = 4, 0.1, 0.1, 12
-    log(f"phantom {args.cases} cases; prepare at 64 and 256 px")
-    write_dataset(work / "phantom", n=args.cases, seed=0, workers=8, progress=False)
-    t = time.perf_counter()
-    prepare_dataset(work / "phantom", work / "cache64", PrepareConfig(size=64), workers=8, progress=False)
-    prepare_dataset(work / "phantom", work / "cache256", PrepareConfig(size=256), workers=8, progress=False)
-    results["prepare_seconds"] = time.perf_counter() - t
-    stages += [
-        ("train_cpu_preset", lambda: train_throughput("cpu", work / "cache64", work / "run_cpu", args.cpu_minutes,
-                                                      args.text_encoder)),
-        ("train_gpu_preset", lambda: train_throughput("gpu", work / "cache256", work / "run_gpu", args.gpu_minutes,
-                                                      args.text_encoder)),
-        ("generate_gpu_preset", lambda: generate_volume(work / "run_gpu", out, args.slices, args.text_encoder)),
-    ]
+        eff = {64: [8]}
+    if "efficiency" in wanted:
+        for size, slices in eff.items():
+            stages.append((f"efficiency_{size}", lambda size=size, slices=slices: efficiency(
+                size, slices, out, args.text_encoder, args.efficiency_timeout)))
+    if wanted & {"train", "generate"}:
+        log(f"phantom {args.cases} cases; prepare at 64 and 256 px")
+        write_dataset(work / "phantom", n=args.cases, seed=0, workers=8, progress=False)
+        t = time.perf_counter()
+        prepare_dataset(work / "phantom", work / "cache64", PrepareConfig(size=64), workers=8, progress=False)
+        prepare_dataset(work / "phantom", work / "cache256", PrepareConfig(size=256), workers=8, progress=False)
+        results["prepare_seconds"] = time.perf_counter() - t
+        stages += [
+            ("train_cpu_preset", lambda: train_throughput("cpu", work / "cache64", work / "run_cpu",
+                                                          args.cpu_minutes, args.text_encoder)),
+            ("train_gpu_preset", lambda: train_throughput("gpu", work / "cache256", work / "run_gpu",
+                                                          args.gpu_minutes, args.text_encoder))]
+        if "generate" in wanted:
+            stages.append(("generate_gpu_preset", lambda: generate_volume(work / "run_gpu", out, args.slices,
+                                                                          args.text_encoder)))
+    if "drift" in wanted and args.drift_checkpoint and args.drift_mask:
+        stages.append(("drift_500", lambda: drift(args.drift_checkpoint, args.drift_mask, args.text_encoder)))
     for name, fn in stages:
         log(name)
         try:

@@ -218,6 +218,20 @@ def test_drift_metric_known_answers(real_mask):
     assert set(drift) == {"liver", "spleen"}
     assert all(35 < v["abs_diff_hu"] < 60 for v in drift.values())
 
+    # the period is found; the phase-matched early window sees identical mask slices, so a volume
+    # that depends on the mask slice alone shows no drift, while a trend along z still does
+    from tracect.bench.drift import mask_period, per_copy_means
+
+    period = mask_period(labels)
+    assert period == 30
+    by_phase = np.where(labels > 0, 50.0 + np.arange(200)[:, None, None] % 30 * 5.0, -1000.0)
+    assert max(v["abs_diff_hu"] for v in organ_drift(by_phase, labels, names, 64).values()) > 5
+    assert all(v["abs_diff_hu"] < 1e-6 for v in organ_drift(by_phase, labels, names, 64, period=period).values())
+    assert all(35 < v["abs_diff_hu"] < 60 for v in organ_drift(ramp, labels, names, 64, period=period).values())
+    curves = per_copy_means(ramp, labels, names, period)
+    assert all(len(c) == 6 and np.all(np.diff(c) > 0) for c in curves.values())
+    assert mask_period(np.arange(40)[:, None, None] * np.ones((1, 2, 2))) is None
+
 
 def test_coherence_metric_sees_shuffled_slices(real_dir):
     from tracect.bench.modes import coherence

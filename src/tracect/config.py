@@ -101,7 +101,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 100
     max_steps: int = 2000
-    max_minutes: float | None = None  # stop (with a checkpoint) after this wall time
+    max_minutes: float | None = None  # stop (with a checkpoint) after this much training time, summed over resumes
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     precision: str = "auto"  # auto: bf16 autocast on GPUs that support it, fp32 on CPU
@@ -170,7 +170,7 @@ class RunConfig:
         return out
 
 
-PRESETS = ("tiny", "cpu", "gpu")
+PRESETS = ("tiny", "tiny-slice", "tiny-3d", "cpu", "cpu-slice", "cpu-3d", "gpu")
 
 
 def load_config(spec: str | Path) -> RunConfig:

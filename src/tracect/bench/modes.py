@@ -4,9 +4,9 @@ Coherence is measured on the generation grid inside the body, for the generated 
 reference CT of the same mask when one is given:
 
 - ``adjacent_mae_hu``: mean |slice[k+1] - slice[k]| (HU); a volume whose neighbours disagree scores high;
-- ``warp_error``: mean |warp(slice[k+1], flow_k) - slice[k]| / mean |slice[k+1] - slice[k]| with the
-  OpenCV flow between the two generated slices: how much of the change between neighbours is *not*
-  explained by smooth motion (lower is more coherent; 1 means motion explains nothing).
+- ``warp_error``: the evaluation's reference-free warping error
+  (:func:`tracect.evaluate.metrics.warp_error`, defined in docs/evaluation.md): the change between
+  neighbours that their own optical flow does not explain, in units of the volume's contrast.
 """
 
 from __future__ import annotations
@@ -15,25 +15,15 @@ import time
 
 import numpy as np
 
-from tracect.data.flow import slice_flows, warp
 from tracect.data.prepare import hu_to_unit
+from tracect.evaluate.metrics import warp_error
 
 
 def coherence(hu: np.ndarray, body: np.ndarray, window=(-1000.0, 1000.0)) -> dict:
     """Coherence figures of a canonical volume ``(Z, H, W)`` in HU inside ``body`` ``(Z, H, W)``."""
-    unit = hu_to_unit(hu, window)
-    flows = slice_flows(unit)
-    diff, warped = [], []
-    for k in range(len(unit) - 1):
-        m = body[k] > 0
-        if m.sum() < 20:
-            continue
-        diff.append(np.abs(hu[k + 1] - hu[k])[m].mean())
-        w = warp(hu[k + 1].astype(np.float32), flows[k])
-        warped.append(np.abs(w - hu[k])[m].mean())
-    total = float(np.sum(diff))
-    # identical neighbours: nothing to explain, so nothing is left unexplained
-    return {"adjacent_mae_hu": float(np.mean(diff)), "warp_error": float(np.sum(warped)) / total if total else 0.0}
+    diff = [np.abs(hu[k + 1] - hu[k])[body[k] > 0].mean() for k in range(len(hu) - 1) if (body[k] > 0).sum() >= 20]
+    return {"adjacent_mae_hu": float(np.mean(diff)) if diff else float("nan"),
+            "warp_error": warp_error(hu_to_unit(hu, window), body > 0)}
 
 
 def compare_modes(checkpoint, mask, report: str = "", reference=None, seed: int = 0, repeats: int = 1,

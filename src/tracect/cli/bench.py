@@ -35,6 +35,7 @@ def register(sub) -> None:
     d.add_argument("--mode", choices=("sequential", "parallel"), default="sequential")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--report", default="")
+    d.add_argument("--save", default=None, help="also write the generated volume (canonical grid) here")
     d.add_argument("--out", default=None)
     d.set_defaults(func=run_drift)
     m = bsub.add_parser("modes", help="sequential vs parallel generation: time and inter-slice coherence",
@@ -46,6 +47,52 @@ def register(sub) -> None:
     m.add_argument("--repeats", type=int, default=3)
     m.add_argument("--out", default=None)
     m.set_defaults(func=run_modes)
+    e = bsub.add_parser("efficiency", help="time and peak memory per volume: frame-pair (sequential, parallel) "
+                        "vs 3D, each in a fresh subprocess; JSON, markdown table and plot",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("--slices", type=int, nargs="+", default=[32, 64, 128, 256])
+    e.add_argument("--size", type=int, default=64, help="slice size (px)")
+    e.add_argument("--steps", type=int, default=5)
+    e.add_argument("--device", default="cpu", help="cpu or cuda")
+    e.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    e.add_argument("--timeout", type=float, default=1800.0, help="seconds per measurement")
+    e.add_argument("--out", required=True, help="folder for efficiency.json, efficiency.md, efficiency.png")
+    e.set_defaults(func=run_efficiency)
+    q = bsub.add_parser("quality", help="frame-pair vs slice vs 3d trained for the same time on the phantom, "
+                        "generated and evaluated; one table",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    q.add_argument("--minutes", type=float, required=True, help="training wall-clock budget per model")
+    q.add_argument("--out", required=True)
+    q.add_argument("--data", default=None, help="a prepared 64 px phantom cache (default: made in --out)")
+    q.add_argument("--dataset", default=None, help="the phantom dataset of --data (default: made in --out)")
+    q.add_argument("--cases", type=int, default=40, help="phantom cases to make when no --dataset is given")
+    q.add_argument("--segmenter-minutes", type=float, default=None, help="default: min(10, --minutes)")
+    q.add_argument("--threads", type=int, default=None, help="threads per model (default: CPUs / 3)")
+    q.set_defaults(func=run_quality)
+
+
+def run_efficiency(args) -> int:
+    from pathlib import Path
+
+    from tracect.bench.efficiency import markdown, plot, run_efficiency as measure
+    from tracect.utils.atomic import write_json
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    r = measure(tuple(args.slices), args.size, args.steps, args.device, args.threads, args.timeout)
+    write_json(out / "efficiency.json", r)
+    (out / "efficiency.md").write_text(markdown(r))
+    plot(r, out / "efficiency.png")
+    print(markdown(r))
+    return 0
+
+
+def run_quality(args) -> int:
+    from tracect.bench.quality import markdown, run_quality as measure
+
+    r = measure(args.out, args.minutes, args.data, args.dataset, args.cases, args.segmenter_minutes, args.threads)
+    print(markdown(r))
+    return 0
 
 
 def run_modes(args) -> int:
@@ -67,10 +114,15 @@ def run_modes(args) -> int:
 def run_drift(args) -> int:
     from tracect.bench.drift import measure_drift
 
-    r = measure_drift(args.checkpoint, args.mask, args.slices, args.seed, args.mode, args.report)
+    r = measure_drift(args.checkpoint, args.mask, args.slices, args.seed, args.mode, args.report, save=args.save)
+    literal = r["per_organ_first_window"]
+    print(f"slab period {r['period']} slices; early window on the same mask slices as the last one")
     for organ, v in sorted(r["per_organ"].items()):
-        print(f"{organ:<12} first {v['first_hu']:7.1f}  last {v['last_hu']:7.1f}  |diff| {v['abs_diff_hu']:5.1f} HU")
-    print(f"max |diff| {r['max_abs_diff_hu']:.1f} HU over {r['slices']} slices ({r['mode']}, {r['seconds']:.0f} s)")
+        lit = literal.get(organ, {}).get("abs_diff_hu", float("nan"))
+        print(f"{organ:<12} early {v['first_hu']:7.1f}  last {v['last_hu']:7.1f}  |diff| {v['abs_diff_hu']:5.1f} HU"
+              f"   (first {r['window']} slices instead: {lit:5.1f})")
+    print(f"max |diff| {r['max_abs_diff_hu']:.1f} HU over {r['slices']} slices ({r['mode']}, {r['seconds']:.0f} s); "
+          f"first-{r['window']}-slices comparison {r['max_abs_diff_hu_first_window']:.1f} HU")
     return _emit(r, args.out)
 
 

@@ -8,6 +8,9 @@ from tracect.io.readers import VolumeReadError
 from tracect.labels.vocabulary import UnknownLabelsError
 from tracect.train.checkpoint import CheckpointError
 from tracect.generate.masks import MaskError
+from tracect.evaluate.harness import EvaluationError
+from tracect.utils.paths import UnsafePathError
+from tracect.utils.preflight import PreflightError
 
 
 class CommandError(Exception):
@@ -16,5 +19,5 @@ class CommandError(Exception):
         self.code = code
 
 
-USER_ERRORS = (CommandError, CheckpointError, MaskError, PermissionError, DatasetError, ReportsError, CaseError, DicomError, VolumeReadError,
+USER_ERRORS = (CommandError, EvaluationError, PreflightError, UnsafePathError, CheckpointError, MaskError, PermissionError, DatasetError, ReportsError, CaseError, DicomError, VolumeReadError,
                UnknownLabelsError, FileExistsError, FileNotFoundError, ValueError)

@@ -11,7 +11,8 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", required=True, help="run folder or checkpoint folder")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--mask", help="NIfTI/NRRD mask, DICOM-derived file, or TotalSegmentator organ folder")
-    src.add_argument("--manifest", help="JSONL jobs: {mask | slices, report, seed, name}; --out is a folder")
+    src.add_argument("--manifest", help="JSONL jobs: {mask | slices, report | report_file, seed, name}; "
+                     "--out is a folder; finished volumes are skipped, so a rerun resumes")
     p.add_argument("--slices", type=int, default=None, help="without --mask: a phantom mask of N slices")
     rep = p.add_mutually_exclusive_group()
     rep.add_argument("--report", default="", help="report text")
@@ -29,6 +30,16 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, help="OUT.nii.gz (or a folder with --manifest)")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--shard", metavar="I/N", default=None,
+                   help="with --manifest: run jobs I, I+N, I+2N, ... (1-based: 1/4 .. 4/4); under torchrun "
+                        "RANK/WORLD_SIZE choose the shard and LOCAL_RANK the GPU")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="load a pickle (.pt/.pth) checkpoint with torch.load(weights_only=True); only for "
+                        "files you trust (safetensors checkpoints need no flag)")
+    p.add_argument("--allow-absolute-paths", action="store_true",
+                   help="let manifest paths be absolute (relative ones must stay inside its folder)")
+    p.add_argument("--no-space-check", action="store_true",
+                   help="start even if free disk space looks short (the estimate ignores compression)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
@@ -39,32 +50,80 @@ def run(args) -> int:
 
     from tracect.cli.errors import CommandError
     from tracect.generate.batch import Job, run_jobs
+    from tracect.utils.preflight import PreflightError
 
+    if args.manifest:
+        return _run_manifest(args)
+    if args.shard is not None:
+        raise CommandError("--shard needs --manifest")
+    if args.mask is None and args.slices is None:
+        raise CommandError("give --mask, --slices N or --manifest")
+    if args.num < 1:
+        raise CommandError("--num must be >= 1")
     report = args.report
     if args.report_file:
         report = Path(args.report_file).read_text(encoding="utf-8").strip()
-    if args.manifest:
-        jobs = Job.read_manifest(Path(args.manifest))
-        out_dir = Path(args.out)
-    else:
-        if args.mask is None and args.slices is None:
-            raise CommandError("give --mask, --slices N or --manifest")
-        if args.num < 1:
-            raise CommandError("--num must be >= 1")
-        out = Path(args.out)
-        jobs = [Job(name=None, mask=args.mask, slices=args.slices, report=report, seed=args.seed + i,
-                    out=out if args.num == 1 else _numbered(out, i)) for i in range(args.num)]
-        out_dir = out.parent
-    summary = run_jobs(jobs, args.checkpoint, out_dir, vocabulary=args.vocabulary, steps=args.steps,
-                       guidance=args.guidance, mode=args.mode, overlap=args.overlap,
-                       formats=("nifti", "dicom") if args.format == "dicom" else ("nifti",),
-                       pictures=not args.no_pictures, overwrite=args.overwrite, device=args.device,
-                       progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
-                       skip_existing=bool(args.manifest))
-    print(f"done {summary['done']}, skipped {summary['skipped']}, failed {summary['failed']}")
-    for f in summary["failures"]:
-        print(f"  failed {f['job']}: {f['error']}")
+    out = Path(args.out)
+    jobs = [Job(name=None, mask=args.mask, slices=args.slices, report=report, seed=args.seed + i,
+                out=out if args.num == 1 else _numbered(out, i)) for i in range(args.num)]
+    try:
+        summary = run_jobs(jobs, args.checkpoint, out.parent, skip_existing=False,
+                           log=lambda m: print(m, file=sys.stderr), **_options(args))
+    except PreflightError as e:
+        raise CommandError(str(e)) from None
+    _print_summary(summary)
     return 0 if summary["failed"] == 0 else 1
+
+
+def _run_manifest(args) -> int:
+    import os
+    import sys
+    from pathlib import Path
+
+    from tracect.cli.errors import CommandError
+    from tracect.generate import batch
+    from tracect.utils.preflight import PreflightError
+
+    if args.slices is not None or args.num != 1 or args.seed != 0 or args.report or args.report_file:
+        raise CommandError("with --manifest, masks, slices, reports and seeds come from the manifest")
+    shard = batch.Shard.resolve(args.shard)
+    jobs = batch.Job.read_manifest(Path(args.manifest), allow_absolute=args.allow_absolute_paths)
+    mine = shard.take(jobs)
+    out_dir = Path(args.out)
+    prefix = f"[shard {shard}] " if shard.count > 1 else ""
+    log = lambda m: print(prefix + m, file=sys.stderr)  # noqa: E731
+    log(f"{len(mine)} of {len(jobs)} job(s) in this shard")
+    # one progress bar per terminal: under torchrun only the first process on each node draws it
+    options = _options(args)
+    options["progress"] = options["progress"] and os.environ.get("LOCAL_RANK", "0") == "0"
+    options["device"] = batch.device_for_process(args.device)
+    try:
+        summary = batch.run_jobs(mine, args.checkpoint, out_dir, log=log, skip_existing=True,
+                                 summary_path=out_dir / "summaries" / shard.summary_name, **options)
+    except PreflightError as e:
+        raise CommandError(str(e)) from None
+    _print_summary(summary, prefix)
+    if batch.wait_for_other_processes() and shard.index == 1:
+        total = batch.combine_summaries(out_dir / "summaries", shard.count)
+        line = f"all {total['shards']} shards: done {total['done']}, skipped {total['skipped']}, failed {total['failed']}"
+        print(line + (f", not started {total['not_started']}" if total["not_started"] else ""))
+    return 0 if summary["failed"] == 0 else 1
+
+
+def _options(args) -> dict:
+    return dict(vocabulary=args.vocabulary, steps=args.steps, guidance=args.guidance, mode=args.mode,
+                overlap=args.overlap, formats=("nifti", "dicom") if args.format == "dicom" else ("nifti",),
+                pictures=not args.no_pictures, overwrite=args.overwrite, device=args.device,
+                progress=not args.quiet, space_check=not args.no_space_check, allow_pickle=args.allow_pickle)
+
+
+def _print_summary(summary: dict, prefix: str = "") -> None:
+    line = f"{prefix}done {summary['done']}, skipped {summary['skipped']}, failed {summary['failed']}"
+    if summary["not_started"]:
+        line += f", not started {summary['not_started']} ({summary['stopped']})"
+    print(line)
+    for f in summary["failures"]:
+        print(f"{prefix}  failed {f['job']}: {f['error']}")
 
 
 def _numbered(out, i: int):

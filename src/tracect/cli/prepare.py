@@ -20,20 +20,39 @@ def register(sub) -> None:
     p.add_argument("--min-slices", type=int, default=2)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--strict", action="store_true", help="exit non-zero if any case is skipped")
+    p.add_argument("--no-space-check", action="store_true",
+                   help="start even if the cache's estimated size exceeds the free disk space")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--allow-absolute-paths", action="store_true",
+                   help="let dataset.json name files outside the dataset folder by absolute path")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     import sys
+    from pathlib import Path
 
-    from tracect.data.prepare import PrepareConfig, prepare_dataset
+    from tracect.cli.errors import CommandError
+    from tracect.data.layout import load_dataset
+    from tracect.data.prepare import PrepareConfig, is_done, prepare_dataset
+    from tracect.utils import preflight
 
     config = PrepareConfig(size=args.size, pixel_spacing=args.pixel_spacing,
                            slice_thickness=args.slice_thickness, hu_window=tuple(args.hu_window),
                            vocabulary=args.vocabulary, flow=args.flow, min_slices=args.min_slices)
+    dataset = load_dataset(args.dataset, allow_absolute=args.allow_absolute_paths)
+    try:  # before the first case: a full disk or a read-only folder should not cost an hour of work
+        preflight.check_writable(args.out)
+        if not args.no_space_check:
+            # a resumed run needs room only for the cases still to do
+            cases = Path(args.out) / "cases"
+            todo = [c for c in dataset.cases if is_done(cases, c.case_id, config) is None]
+            preflight.check_free_space(args.out, preflight.estimate_cache_bytes(
+                todo, config.size, config.slice_thickness), f"{len(todo)} case(s)")
+    except preflight.PreflightError as e:
+        raise CommandError(str(e)) from None
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
-    result = prepare_dataset(args.dataset, args.out, config, workers=args.workers,
+    result = prepare_dataset(dataset, args.out, config, workers=args.workers,
                              progress=not args.quiet, log=log)
     print(f"prepared {len(result.prepared)} case(s) into {args.out} "
           f"({result.reused} already done), skipped {len(result.skipped)}")

@@ -9,8 +9,10 @@
         (or reports.jsonl)      one {"case": ..., "report": ...} per line
       dataset.json              optional: {"vocabulary": "total" | "file.json", "split": {"train": [...], ...}}
 
-Paths named in ``dataset.json`` resolve inside the dataset folder; an absolute path or one that
-leaves the folder is refused unless ``allow_outside=True``.
+Paths named in ``dataset.json`` resolve inside the dataset folder: one that leaves it (``..``, or a
+symbolic link pointing out) is refused, and so is an absolute path unless ``allow_absolute=True``.
+Files found by listing ``images/`` and ``masks/`` may be symbolic links to anywhere: whoever built the
+folder chose them, while a path written in a table may come from anyone.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tracect.data.reports import case_id_from_name, read_reports
-from tracect.labels.vocabulary import Vocabulary, get_vocabulary
+from tracect.labels.vocabulary import BUILTIN, Vocabulary, get_vocabulary
+from tracect.utils import paths
 
 SPLITS = ("train", "val", "test")
 
@@ -49,12 +52,46 @@ class Dataset:
     info: dict = field(default_factory=dict)
 
 
-def resolve_inside(root: Path, name: str, allow_outside: bool = False) -> Path:
-    """``root/name``, refusing absolute paths and ``..`` escapes unless ``allow_outside``."""
-    path = (root / name).resolve()
-    if not allow_outside and (Path(name).is_absolute() or not path.is_relative_to(root.resolve())):
-        raise DatasetError(f"path '{name}' leaves the dataset folder {root}; absolute paths must be allowed explicitly")
-    return path
+def _vocabulary(root: Path, spec, allow_absolute: bool) -> Vocabulary:
+    """The ``"vocabulary"`` entry of ``dataset.json``: a built-in name, a JSON file, or inline labels."""
+    where = f"{root.name}/dataset.json"
+    if isinstance(spec, dict):
+        try:
+            return Vocabulary.from_json(spec)
+        except (ValueError, TypeError, AttributeError) as e:
+            raise DatasetError(f"{where}: inline vocabulary unusable ({e})") from None
+    if not isinstance(spec, str) or not spec:
+        raise DatasetError(f"{where}: 'vocabulary' must be a built-in name {sorted(BUILTIN)}, a JSON file "
+                           f"in the dataset folder or an object of labels, not {json.dumps(spec)[:80]}")
+    if spec in BUILTIN:
+        return get_vocabulary(spec)
+    try:
+        path = paths.resolve_inside(spec, root, allow_absolute=allow_absolute)
+    except paths.UnsafePathError as e:
+        raise DatasetError(f"{where}: vocabulary '{spec}' leaves the dataset folder ({e})") from None
+    try:
+        return get_vocabulary(path)
+    except (ValueError, TypeError, AttributeError, RecursionError, OSError) as e:
+        raise DatasetError(f"{where}: vocabulary file '{spec}' unusable ({type(e).__name__}: {str(e)[:160]})") from None
+
+
+def _splits(root: Path, spec) -> dict[str, str]:
+    """The ``"split"`` entry of ``dataset.json`` -> case id: split name."""
+    where = f"{root.name}/dataset.json"
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        raise DatasetError(f"{where}: 'split' must be an object {{\"train\": [case ids], ...}}")
+    split_of: dict[str, str] = {}
+    for split, ids in spec.items():
+        if split not in SPLITS:
+            raise DatasetError(f"{where}: unknown split '{split}' (use {SPLITS})")
+        if not isinstance(ids, list) or not all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in ids):
+            raise DatasetError(f"{where}: split '{split}' must be a list of case ids")
+        for case in map(str, ids):  # numeric ids name files too: 123 is case "123"
+            if split_of.setdefault(case, split) != split:
+                raise DatasetError(f"{where}: case '{case}' is in splits '{split_of[case]}' and '{split}'")
+    return split_of
 
 
 def _entries(folder: Path) -> dict[str, Path]:
@@ -79,8 +116,12 @@ def default_split(case_id: str, fractions=(0.8, 0.1, 0.1)) -> str:
     return "train" if u < fractions[0] else "val" if u < fractions[0] + fractions[1] else "test"
 
 
-def load_dataset(root: str | Path, allow_outside: bool = False) -> Dataset:
-    """Discover cases, reports, vocabulary and split of a dataset folder."""
+def load_dataset(root: str | Path, allow_absolute: bool = False) -> Dataset:
+    """Discover cases, reports, vocabulary and split of a dataset folder.
+
+    ``allow_absolute`` lets ``dataset.json`` name files by absolute path; paths that climb out of the
+    folder with ``..`` or a symbolic link are refused either way (:class:`DatasetError`).
+    """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: not a folder")
@@ -89,27 +130,16 @@ def load_dataset(root: str | Path, allow_outside: bool = False) -> Dataset:
     info: dict = {}
     if (root / "dataset.json").is_file():
         try:
-            info = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DatasetError(f"{root.name}/dataset.json: invalid JSON ({e})") from None
+            info = json.loads((root / "dataset.json").read_bytes().decode("utf-8-sig"))
+        except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, nesting or numbers too big
+            raise DatasetError(f"{root.name}/dataset.json: invalid JSON ({type(e).__name__}: {str(e)[:120]})") from None
         if not isinstance(info, dict):
             raise DatasetError(f"{root.name}/dataset.json: expected an object")
-    vocab_spec = info.get("vocabulary", "total")
-    if isinstance(vocab_spec, dict):
-        vocabulary = Vocabulary.from_json(vocab_spec)
-    elif vocab_spec in ("total", "tracect"):
-        vocabulary = get_vocabulary(vocab_spec)
-    else:
-        vocabulary = get_vocabulary(resolve_inside(root, str(vocab_spec), allow_outside))
+    vocabulary = _vocabulary(root, info.get("vocabulary", "total"), allow_absolute)
+    split_of = _splits(root, info.get("split"))
 
     images, masks = _entries(root / "images"), _entries(root / "masks")
     reports = read_reports(root)
-    split_of: dict[str, str] = {}
-    for split, ids in (info.get("split") or {}).items():
-        if split not in SPLITS:
-            raise DatasetError(f"{root.name}/dataset.json: unknown split '{split}' (use {SPLITS})")
-        for case in ids:
-            split_of[str(case)] = split
     cases = tuple(
         CaseSource(case, images.get(case), masks.get(case), reports.get(case),
                    split_of.get(case, default_split(case)))

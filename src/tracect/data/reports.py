@@ -1,7 +1,9 @@
 """Radiology reports of a dataset: ``reports.csv`` (CT-RATE or ``case,report``) or ``reports.jsonl``.
 
 CT-RATE style columns ``VolumeName``, ``Findings_EN``, ``Impressions_EN`` become one text
-``"FINDINGS: ... IMPRESSION: ..."``; the case id is ``VolumeName`` without its file suffix.
+``"FINDINGS: ... IMPRESSION: ..."``; the case id is ``VolumeName`` without its folder and file suffix.
+Tables come from elsewhere: text must be UTF-8, a case id must be a plain name (it becomes a folder
+name in the training cache), and every problem is a :class:`ReportsError` naming the file.
 """
 
 from __future__ import annotations
@@ -26,8 +28,15 @@ def case_id_from_name(name: str) -> str:
     return name
 
 
+UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+
+
 def _decode(path: Path) -> str:
     data = path.read_bytes()
+    if data.startswith(UTF16_32_BOMS):
+        raise ReportsError(f"{path.name}: not UTF-8 but UTF-16 or UTF-32 text (byte order mark); save it as UTF-8")
+    if b"\x00" in data:  # valid UTF-8 as far as the codec cares, but each letter followed by NULs
+        raise ReportsError(f"{path.name}: holds NUL bytes, as UTF-16 or UTF-32 text does; save it as UTF-8")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -42,6 +51,14 @@ def _join(findings: str, impression: str) -> str:
     if impression.strip():
         parts.append(f"IMPRESSION: {impression.strip()}")
     return "\n".join(parts)
+
+
+def _plain_case(path: Path, line: int, case: str) -> str:
+    if not case:
+        raise ReportsError(f"{path.name}:{line}: empty case id")
+    if "/" in case or "\\" in case or case in (".", ".."):
+        raise ReportsError(f"{path.name}:{line}: case id '{case[:80]}' is not a plain name")
+    return case
 
 
 def read_reports_csv(path: Path) -> dict[str, str]:
@@ -65,8 +82,7 @@ def read_reports_csv(path: Path) -> dict[str, str]:
         else:
             raise ReportsError(f"{path.name}: columns {sorted(cols)}; expected 'case,report' or "
                                "'VolumeName,Findings_EN,Impressions_EN'")
-        if not case:
-            raise ReportsError(f"{path.name}:{line}: empty case id")
+        case = _plain_case(path, line, case)
         if case in reports and reports[case] != text_:
             raise ReportsError(f"{path.name}:{line}: case '{case}' has two different reports")
         reports[case] = text_
@@ -75,13 +91,23 @@ def read_reports_csv(path: Path) -> dict[str, str]:
 
 def read_reports_jsonl(path: Path) -> dict[str, str]:
     reports: dict[str, str] = {}
-    for line, obj in iter_jsonl(path, ReportsError):
-        if not isinstance(obj.get("case"), str):
-            raise ReportsError(f"{path.name}:{line}: expected an object with a string 'case'")
-        report = obj.get("report")
-        if report is None:
-            report = _join(str(obj.get("findings", "")), str(obj.get("impression", "")))
-        reports[obj["case"]] = str(report)
+    try:
+        for line, obj in iter_jsonl(path, ReportsError):
+            case = obj.get("case")
+            if not isinstance(case, str):
+                raise ReportsError(f"{path.name}:{line}: expected an object with a string 'case'")
+            texts = {k: obj.get(k) for k in ("report", "findings", "impression")}
+            wrong = sorted(k for k, v in texts.items() if v is not None and not isinstance(v, str))
+            if wrong:
+                raise ReportsError(f"{path.name}:{line}: {wrong} must be text")
+            report = texts["report"]
+            if report is None:
+                report = _join(texts["findings"] or "", texts["impression"] or "")
+            reports[_plain_case(path, line, case)] = report
+    except (RecursionError, ValueError) as e:  # nesting too deep, numbers too long for Python
+        if isinstance(e, ReportsError):
+            raise
+        raise ReportsError(f"{path.name}: invalid JSON ({type(e).__name__}: {str(e)[:120]})") from None
     return reports
 
 

@@ -69,7 +69,9 @@ class WindowSampler(Sampler[int]):
     has already consumed, so a resumed run passes the count it trained on and continues with exactly
     the same order (a DataLoader's read-ahead does not matter). With ``world_size > 1`` each rank
     takes every ``world_size``-th index of the same permutation (wrapped so all ranks get as many),
-    so ranks see disjoint windows.
+    so ranks see disjoint windows. (Distributed training does not use this: it shares out each step
+    of the one global stream, so that G processes train on exactly the batches of one; see
+    :mod:`tracect.train.distributed`.)
     """
 
     def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1,

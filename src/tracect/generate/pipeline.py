@@ -75,10 +75,12 @@ class Generator:
         self.checkpoint_sha256 = checkpoint_hash(checkpoint) if checkpoint is not None else None
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", text: TextEncoder | None = None):
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", text: TextEncoder | None = None,
+                        allow_pickle: bool = False):
+        """Load a run folder or checkpoint (safetensors; a pickle file only with ``allow_pickle``)."""
         dev = resolve_device(device)
-        model, config, ckpt = load_model(path, dev)
-        data_path = ckpt / "data.json"
+        model, config, ckpt = load_model(path, dev, allow_pickle=allow_pickle)
+        data_path = (ckpt if ckpt.is_dir() else ckpt.parent) / "data.json"
         if not data_path.is_file():
             raise ValueError(f"{ckpt}: no data.json (prepare configuration); was it written by tracect train?")
         return cls(model, config, json.loads(data_path.read_text()), dev, text, ckpt)
@@ -117,6 +119,11 @@ class Generator:
         labels = resample_to_grid(gm.labels, affine, shape, order=0, dtype=np.uint8).array
         Z, H, W = shape
         K = mc.frames
+        if mc.kind == "3d":
+            # the 3D baseline denoises the whole volume at once (its network is convolutional along z
+            # as well): one window of Z slices, rounded up to what its down-sampling levels divide
+            m = 2 ** (len(mc.channels) - 1)
+            K = -(-Z // m) * m
         pad = max(0, K - Z)  # fewer slices than a window: repeat the last slice, crop afterwards
         lab = torch.from_numpy(np.concatenate([labels, np.repeat(labels[-1:], pad, 0)]))  # uint8 (Zp, H, W)
         Zp = Z + pad

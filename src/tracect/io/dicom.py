@@ -15,18 +15,27 @@ the first two world axes flip sign on the way in and out.
 from __future__ import annotations
 
 import datetime as _dt
+import io
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tracect.io.volume import Volume, VolumeReadError
+from tracect.io.volume import Volume, VolumeReadError, check_voxels, volume_from
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+BITS_ALLOCATED = (8, 16, 32)  # CT stores 16; 8 and 32 are seen in converted data
 
 
 class DicomError(VolumeReadError):
     """A DICOM folder that cannot be read as one CT volume."""
+
+
+def _why(e: Exception) -> str:
+    """A library's exception in one short phrase (corrupt files can make very long messages)."""
+    text = str(e)
+    return f"{type(e).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"
 
 
 def _list_files(folder: Path) -> list[Path]:
@@ -34,43 +43,131 @@ def _list_files(folder: Path) -> list[Path]:
                   and not p.name.startswith("."))
 
 
-def _read_headers(files: list[Path]):
+def _dcmread(path: Path, header_only: bool):
+    """pydicom on the file's bytes in memory: a corrupt length field then reads what the file holds
+    instead of allocating the gigabytes it claims."""
     import pydicom
+
+    return pydicom.dcmread(io.BytesIO(path.read_bytes()), stop_before_pixels=header_only)
+
+
+def _read_headers(files: list[Path]):
     from pydicom.errors import InvalidDicomError
 
     headers = []
     for f in files:
         try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            ds = _dcmread(f, header_only=True)
+            if "ImagePositionPatient" not in ds and "PixelData" not in ds:
+                continue  # structured reports, presentation states, ...
         except InvalidDicomError:
             continue  # not DICOM at all (a README, a thumbnail): ignore, as viewers do
         except Exception as e:  # truncated or corrupt header
-            raise DicomError(f"{f.name}: unreadable DICOM ({type(e).__name__}: {e})") from None
-        if "ImagePositionPatient" not in ds and "PixelData" not in ds:
-            continue  # structured reports, presentation states, ...
+            raise DicomError(f"{f.name}: unreadable DICOM ({_why(e)})") from None
         headers.append((f, ds))
     return headers
+
+
+def _text(ds, key: str, default: str = "") -> str:
+    try:
+        return str(ds.get(key, default))
+    except Exception:  # a value pydicom cannot convert: show nothing rather than fail the listing
+        return default
 
 
 def describe_series(folder: str | Path) -> list[dict]:
     """One entry per series in ``folder``: UID, number, description, modality and file count."""
     groups: dict[str, list] = defaultdict(list)
     for f, ds in _read_headers(_list_files(Path(folder))):
-        groups[str(ds.get("SeriesInstanceUID", "?"))].append(ds)
-    return [{"uid": uid, "number": dss[0].get("SeriesNumber"),
-             "description": str(dss[0].get("SeriesDescription", "")),
-             "modality": str(dss[0].get("Modality", "")), "files": len(dss)}
+        groups[_text(ds, "SeriesInstanceUID", "?")].append(ds)
+    return [{"uid": uid, "number": _text(dss[0], "SeriesNumber", "?"),
+             "description": _text(dss[0], "SeriesDescription"),
+             "modality": _text(dss[0], "Modality"), "files": len(dss)}
             for uid, dss in sorted(groups.items())]
 
 
-def read_dicom_series(folder: str | Path) -> Volume:
+@dataclass(frozen=True)
+class _Slice:
+    """What one file's header says about where its pixels go."""
+
+    path: Path
+    iop: np.ndarray  # (6,) row then column direction cosines, LPS
+    position: np.ndarray  # (3,) ImagePositionPatient, LPS mm
+    spacing: np.ndarray  # (2,) PixelSpacing: between rows, between columns, mm
+    rows: int
+    columns: int
+
+
+def _numbers(f: Path, ds, key: str, count: int) -> np.ndarray:
+    if key not in ds:
+        raise DicomError(f"{f.name}: {key} missing; cannot place the slices in space")
+    values = np.array([float(v) for v in np.atleast_1d(ds[key].value)], dtype=np.float64)
+    if values.shape != (count,) or not np.all(np.isfinite(values)):
+        raise DicomError(f"{f.name}: {key} {ds[key].value!r} is not {count} finite numbers")
+    return values
+
+
+def _slice(f: Path, ds) -> _Slice:
+    try:
+        iop = _numbers(f, ds, "ImageOrientationPatient", 6)
+        position = _numbers(f, ds, "ImagePositionPatient", 3)
+        spacing = _numbers(f, ds, "PixelSpacing", 2)
+        for key in ("Rows", "Columns"):
+            if key not in ds:
+                raise DicomError(f"{f.name}: {key} missing")
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except DicomError:
+        raise
+    except Exception as e:  # values pydicom cannot convert (text in a number, unknown VR, ...)
+        raise DicomError(f"{f.name}: unusable header ({_why(e)})") from None
+    if frames > 1:
+        raise DicomError(f"{f.name}: multi-frame (enhanced) DICOM is not supported; convert to one file per slice")
+    if np.any(spacing <= 0):
+        raise DicomError(f"{f.name}: PixelSpacing {spacing.tolist()} must be positive")
+    # unit, orthogonal cosines give a unit normal; rounded values in real headers stay well inside 5%
+    if abs(np.linalg.norm(np.cross(iop[:3], iop[3:])) - 1) > 0.05:
+        raise DicomError(f"{f.name}: ImageOrientationPatient {iop.tolist()} is not two orthogonal unit vectors")
+    return _Slice(f, iop, position, spacing, rows, columns)
+
+
+def _pixels(f: Path, rows: int, columns: int) -> tuple[np.ndarray, float, float]:
+    """One slice's stored values ``(rows, columns)`` and its rescale slope and intercept."""
+    try:
+        ds = _dcmread(f, header_only=False)
+        if "PixelData" not in ds:
+            raise DicomError(f"{f.name}: no pixel data")
+        samples, bits = int(ds.get("SamplesPerPixel", 1)), int(ds.get("BitsAllocated", 0))
+        if samples != 1:
+            raise DicomError(f"{f.name}: SamplesPerPixel {samples}; CT slices have one sample per pixel")
+        if bits not in BITS_ALLOCATED:
+            raise DicomError(f"{f.name}: BitsAllocated {bits} is not supported {BITS_ALLOCATED}")
+        expected = rows * columns * bits // 8
+        if not ds.file_meta.TransferSyntaxUID.is_compressed and len(ds.PixelData) < expected:
+            raise DicomError(f"{f.name}: PixelData holds {len(ds.PixelData)} bytes, {rows} x {columns} pixels of "
+                             f"{bits} bits need {expected}")
+        pixels = ds.pixel_array
+        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    except DicomError:
+        raise
+    except Exception as e:
+        raise DicomError(f"{f.name}: pixel data cannot be decoded ({_why(e)})") from None
+    if pixels.shape != (rows, columns):
+        raise DicomError(f"{f.name}: decoded pixels have shape {pixels.shape}, the header says {(rows, columns)}")
+    if not (np.isfinite(slope) and np.isfinite(intercept)):
+        raise DicomError(f"{f.name}: RescaleSlope {slope} / RescaleIntercept {intercept} not finite")
+    return pixels, slope, intercept
+
+
+def read_dicom_series(folder: str | Path, *, max_voxels: int | None = None) -> Volume:
     """Read one DICOM series folder into a HU volume.
 
     Returns a :class:`Volume` whose array is ``(columns, rows, slices)`` (so the affine's first axis
     follows the DICOM row direction), float32 HU, or int16 when slope/intercept keep values integral.
+    Every header is checked before pixels are decoded (finite geometry, sizes within ``max_voxels``,
+    pixel data as long as ``Rows x Columns`` promise); failures are :class:`DicomError` naming the file.
     """
-    import pydicom
-
     folder = Path(folder)
     if not folder.is_dir():
         raise DicomError(f"{folder} is not a folder")
@@ -79,29 +176,24 @@ def read_dicom_series(folder: str | Path) -> Volume:
         raise DicomError(f"{folder}: no DICOM image files")
     by_series: dict[str, list] = defaultdict(list)
     for f, ds in headers:
-        by_series[str(ds.get("SeriesInstanceUID", "?"))].append((f, ds))
+        by_series[_text(ds, "SeriesInstanceUID", "?")].append((f, ds))
     if len(by_series) > 1:
         listing = "; ".join(f"{s['uid']} (#{s['number']} '{s['description']}', {s['files']} files)"
                             for s in describe_series(folder))
         raise DicomError(f"{folder} holds {len(by_series)} series, choose one folder per series: {listing}")
-    items = next(iter(by_series.values()))
+    first_ds = next(iter(by_series.values()))[0][1]
+    items = [_slice(f, ds) for f, ds in next(iter(by_series.values()))]
 
-    _, first = items[0]
-    for key in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing", "Rows", "Columns"):
-        if key not in first:
-            raise DicomError(f"{folder}: {key} missing; cannot place the slices in space")
-    if int(first.get("NumberOfFrames", 1) or 1) > 1:
-        raise DicomError(f"{folder}: multi-frame (enhanced) DICOM is not supported; convert to one file per slice")
-    iop = np.array(first.ImageOrientationPatient, dtype=np.float64)
-    row_cos, col_cos = iop[:3], iop[3:]
+    first = items[0]
+    check_voxels(folder.name, (first.columns, first.rows, len(items)), max_voxels)
+    row_cos, col_cos = first.iop[:3], first.iop[3:]
     normal = np.cross(row_cos, col_cos)
-    for f, ds in items:
-        if (not np.allclose(np.array(ds.ImageOrientationPatient, float), iop, atol=1e-4)
-                or (ds.Rows, ds.Columns) != (first.Rows, first.Columns)
-                or not np.allclose(np.array(ds.PixelSpacing, float), np.array(first.PixelSpacing, float))):
-            raise DicomError(f"{folder}: {f.name} differs in orientation, size or pixel spacing from the series")
+    for s in items:
+        if (not np.allclose(s.iop, first.iop, atol=1e-4) or (s.rows, s.columns) != (first.rows, first.columns)
+                or not np.allclose(s.spacing, first.spacing)):
+            raise DicomError(f"{folder}: {s.path.name} differs in orientation, size or pixel spacing from the series")
 
-    positions = np.array([np.array(ds.ImagePositionPatient, dtype=np.float64) for _, ds in items])
+    positions = np.array([s.position for s in items])
     order = np.argsort(positions @ normal, kind="stable")
     items = [items[i] for i in order]
     positions = positions[order]
@@ -115,10 +207,14 @@ def read_dicom_series(folder: str | Path) -> Volume:
                              "missing slices?")
         step = (positions[-1] - positions[0]) / (len(items) - 1)  # handles gantry tilt exactly
     else:
-        thickness = float(first.get("SpacingBetweenSlices", first.get("SliceThickness", 1.0)) or 1.0)
-        step = normal * thickness
+        try:
+            thickness = float(first_ds.get("SpacingBetweenSlices", first_ds.get("SliceThickness", 1.0)) or 1.0)
+        except Exception:
+            thickness = 1.0
+        # one slice: its thickness only labels the grid, so an unusable value falls back to 1 mm
+        step = normal * (thickness if np.isfinite(thickness) and thickness > 0 else 1.0)
 
-    dr, dc = (float(v) for v in first.PixelSpacing)  # (between rows, between columns)
+    dr, dc = first.spacing  # (between rows, between columns)
     affine_lps = np.eye(4)
     affine_lps[:3, 0] = row_cos * dc
     affine_lps[:3, 1] = col_cos * dr
@@ -126,24 +222,27 @@ def read_dicom_series(folder: str | Path) -> Volume:
     affine_lps[:3, 3] = positions[0]
 
     slices, integral = [], True
-    for f, _ in items:
-        try:
-            ds = pydicom.dcmread(f)
-            pixels = ds.pixel_array
-        except Exception as e:
-            raise DicomError(f"{f.name}: pixel data cannot be decoded ({type(e).__name__}: {e})") from None
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    for s in items:
+        pixels, slope, intercept = _pixels(s.path, first.rows, first.columns)
         integral &= slope.is_integer() and intercept.is_integer()
-        slices.append(pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept))
+        with np.errstate(over="ignore", invalid="ignore"):
+            hu = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+        if not np.all(np.isfinite(hu)):
+            raise DicomError(f"{s.path.name}: RescaleSlope {slope} / RescaleIntercept {intercept} give values "
+                             "outside float32")
+        slices.append(hu)
     hu = np.stack(slices, axis=-1).transpose(1, 0, 2)  # (rows, cols, n) -> (cols, rows, n)
     if integral and hu.min() >= -32768 and hu.max() <= 32767:
         hu = hu.astype(np.int16)
+    try:
+        thickness_header = float(first_ds.get("SliceThickness", 0) or 0)
+    except Exception:
+        thickness_header = 0.0
     meta = {"source": str(folder), "format": "dicom",
-            "series_uid": str(first.get("SeriesInstanceUID", "")),
-            "transfer_syntax": str(first.file_meta.TransferSyntaxUID) if hasattr(first, "file_meta") else "",
-            "slice_thickness_header": float(first.get("SliceThickness", 0) or 0)}
-    return Volume(np.ascontiguousarray(hu), LPS_TO_RAS @ affine_lps, meta)
+            "series_uid": _text(first_ds, "SeriesInstanceUID"),
+            "transfer_syntax": str(first_ds.file_meta.TransferSyntaxUID) if hasattr(first_ds, "file_meta") else "",
+            "slice_thickness_header": thickness_header}
+    return volume_from(folder.name, np.ascontiguousarray(hu), LPS_TO_RAS @ affine_lps, meta)
 
 
 def write_dicom_series(volume: Volume, folder: str | Path, *, series_description: str = "tracect",

@@ -20,6 +20,8 @@ an oblique affine stays oblique (the permutation picks the closest axes).
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,8 +33,52 @@ from nibabel.orientations import (apply_orientation, axcodes2ornt, inv_ornt_aff,
 CANONICAL_CODES = ("I", "P", "L")  # axis codes of array axes (0, 1, 2) in canonical layout
 
 
+# 2**30 voxels: a 512 x 512 x 4096 CT, 2 GiB as int16 and 8 GiB once scaled to float64. Headers
+# promising more are refused before anything is allocated; files are data from elsewhere.
+DEFAULT_MAX_VOXELS = 1 << 30
+MAX_VOXELS_ENV = "TRACECT_MAX_VOXELS"
+
+
 class VolumeReadError(ValueError):
     """An input that cannot be read as a volume (message names the file and the reason)."""
+
+
+def voxel_limit(max_voxels: int | None = None) -> tuple[int, str]:
+    """The voxel limit in force and where it comes from: ``max_voxels``, else the environment
+    variable ``TRACECT_MAX_VOXELS``, else :data:`DEFAULT_MAX_VOXELS`."""
+    if max_voxels is not None:
+        return int(max_voxels), "max_voxels"
+    env = os.environ.get(MAX_VOXELS_ENV, "").strip()
+    if env:
+        try:
+            return int(float(env)), MAX_VOXELS_ENV
+        except ValueError:
+            raise ValueError(f"{MAX_VOXELS_ENV}={env!r} is not a number of voxels") from None
+    return DEFAULT_MAX_VOXELS, f"the default; raise it with {MAX_VOXELS_ENV} or max_voxels"
+
+
+def check_voxels(name: str, shape, max_voxels: int | None = None) -> int:
+    """Number of voxels a header promises; refused when an axis is empty or the total is over the limit.
+
+    Called on header values, before any array is allocated.
+    """
+    shape = tuple(int(s) for s in shape)
+    if any(s < 1 for s in shape):
+        raise VolumeReadError(f"{name}: header gives shape {shape}; every axis needs at least one voxel")
+    n = math.prod(shape)
+    limit, source = voxel_limit(max_voxels)
+    if n > limit:
+        raise VolumeReadError(f"{name}: header promises {n} voxels {shape}, over the limit of {limit} "
+                              f"voxels ({source})")
+    return n
+
+
+def volume_from(name: str, array: np.ndarray, affine: np.ndarray, meta: dict) -> "Volume":
+    """A :class:`Volume` built from what a file holds; unusable geometry is a read error naming the file."""
+    try:
+        return Volume(array, affine, meta)
+    except ValueError as e:
+        raise VolumeReadError(f"{name}: unusable geometry: {e}") from None
 
 
 @dataclass(frozen=True, eq=False)

@@ -124,17 +124,19 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def forward_flops(model: FrameDenoiser, batch: int = 1, tokens: int | None = None) -> int:
-    """Floating-point operations of one forward pass, counted by ``torch.utils.flop_counter``."""
+def forward_flops(model: FrameDenoiser, batch: int = 1, tokens: int | None = None, frames: int | None = None) -> int:
+    """Floating-point operations of one forward pass, counted by ``torch.utils.flop_counter``
+    (``frames``: the window length, default the model's; a 3D model's whole-volume window is longer)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     c = model.config
     S = (c.image_size, c.image_size)
-    x = torch.zeros(batch, c.frames, *S)
+    K = frames or c.frames
     L = tokens or c.text_max_tokens
+    dev = next(model.parameters()).device  # count where the model lives (a 3D volume is slow on a CPU)
+    z = lambda *shape, **kw: torch.zeros(*shape, device=dev, **kw)  # noqa: E731
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x, torch.zeros(batch), torch.zeros(batch, c.frames, *S, dtype=torch.long),
-              torch.zeros(batch, L, c.text_dim), torch.zeros(batch, c.text_dim), torch.zeros(batch, 5),
-              flow=torch.zeros(batch, max(c.frames - 1, 0), 2, *S) if c.flow_input else None)
+        model(z(batch, K, *S), z(batch), z(batch, K, *S, dtype=torch.long), z(batch, L, c.text_dim),
+              z(batch, c.text_dim), z(batch, 5), flow=z(batch, max(K - 1, 0), 2, *S) if c.flow_input else None)
     return int(counter.get_total_flops())
 

@@ -1,10 +1,12 @@
 """Training loop: AdamW with warm-up + cosine LR, gradient clipping and accumulation, EMA, bf16
-autocast where supported, atomic checkpoints and exact resume.
+autocast where supported, data-parallel over ``torchrun`` processes, atomic checkpoints and exact resume.
 
-All training randomness (times, noise, condition dropout, revealed frames) comes from one
-``torch.Generator`` on the CPU whose state is checkpointed, and windows come in the order of a
-:class:`~tracect.data.windows.WindowSampler` restarted at the count already consumed, so
-``N`` steps straight equal ``N/2`` steps, a resume and ``N/2`` more.
+Windows come in the order of one global :class:`~tracect.data.windows.WindowSampler` stream,
+restarted at the count already consumed; each rank takes its share of every step
+(:mod:`tracect.train.distributed`). All training randomness (times, noise, condition dropout,
+revealed frames) comes from one generator per window, seeded by a per-step key and the window's place
+in the step's global batch; the keys come from one CPU ``torch.Generator`` whose state is checkpointed.
+So ``N`` steps straight equal ``N/2`` steps, a resume and ``N/2`` more, on any number of processes.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import copy
 import csv
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from tracect import __version__
@@ -30,8 +34,10 @@ from tracect.diffusion.schedule import Schedule
 from tracect.model.denoiser import FrameDenoiser, geometry_features
 from tracect.model.text import TextEncoder
 from tracect.train.checkpoint import optimizer_from_tensors, resolve_checkpoint, save_checkpoint
+from tracect.train.distributed import (ShardSampler, StepLayout, all_reduce_sum, barrier, broadcast_flag,
+                                       sample_generators)
 from tracect.train.losses import diffusion_loss, flow_loss
-from tracect.utils.atomic import write_json
+from tracect.utils.atomic import atomic_path, write_json
 
 METRICS = ("step", "loss", "loss_diffusion", "loss_flow", "lr", "grad_norm", "steps_per_s",
            "windows_per_s", "elapsed_s")
@@ -68,7 +74,7 @@ def lr_at(step: int, config) -> float:
 @dataclass
 class TrainState:
     step: int = 0
-    consumed: int = 0  # windows drawn from the sampler so far (this rank)
+    consumed: int = 0  # windows drawn from the global stream so far (all ranks together)
     elapsed_s: float = 0.0  # training wall time over all sessions of this run
 
 
@@ -81,7 +87,11 @@ class Trainer:
     """Trains a :class:`FrameDenoiser` on a prepared cache, writing a run folder.
 
     Python API: ``Trainer(config, cache, run_dir).fit()``, or :meth:`train_step` on batches from
-    :meth:`batches` for custom loops.
+    :meth:`batches` for custom loops. With ``world_size > 1`` the process group must already be
+    initialised (:func:`tracect.train.distributed.init_from_env`); every rank builds a Trainer and
+    calls :meth:`fit`, and only rank 0 writes to ``run_dir``. ``resume=True`` on a folder with no
+    checkpoint yet starts the run (``resumed_from`` is then ``None``), so a job can always be re-run
+    with the same command.
     """
 
     def __init__(self, config: RunConfig, cache: str | Path, run_dir: str | Path, *, device: str = "auto",
@@ -92,6 +102,10 @@ class Trainer:
         self.autocast = autocast_factory(self.device, config.train.precision)
         self.progress, self.rank, self.world_size = progress and rank == 0, rank, world_size
         mc, tc = config.model, config.train
+        self.layout = StepLayout(tc.batch_size, tc.grad_accum, world_size, rank)  # refuses uneven splits
+        if world_size > 1 and not torch.distributed.is_initialized():
+            raise RuntimeError("world_size > 1 needs a process group: start the processes with torchrun "
+                               "and call tracect.train.distributed.init_from_env first")
         self.cache = PreparedCache(cache)
         if self.cache.config.size != mc.image_size:
             raise ValueError(f"cache slices are {self.cache.config.size} px but model.image_size is {mc.image_size}")
@@ -114,20 +128,30 @@ class Trainer:
                              f"{mc.text_max_tokens} {mc.text_units}")
         if self.text.dim != mc.text_dim:
             raise ValueError(f"text encoder '{mc.text_encoder}' has width {self.text.dim}; model.text_dim is {mc.text_dim}")
-        self.generator = torch.Generator().manual_seed(tc.seed * 7919 + rank)
+        # the same stream on every rank: it only hands out per-step keys (see _micro_loss)
+        self.generator = torch.Generator().manual_seed(tc.seed * 7919)
         self.state = TrainState()
-        if resume:
-            self._resume()
+        self.resumed_from: Path | None = None
+        if resume and (self.run_dir / "latest").exists():
+            self.resumed_from = self._resume()
         elif (self.run_dir / "latest").exists():
             raise FileExistsError(f"{self.run_dir} already holds a run; use --resume or another --out")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
+            if self.run_dir.is_dir():
+                remove_leftovers(self.run_dir)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.run_dir / "config.json", config.to_json())
             write_json(self.run_dir / "data.json", self.data_info())
+        # gradients are averaged over ranks; checkpoints and the EMA use the unwrapped self.model
+        self.net: torch.nn.Module = self.model
+        if world_size > 1:
+            self._check_same_start()
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     # ------------------------------------------------------------------ state
 
-    def _resume(self) -> None:
+    def _resume(self) -> Path:
         ckpt = resolve_checkpoint(self.run_dir)
         saved = RunConfig.from_json(json.loads((ckpt / "config.json").read_text()))
         if saved.model != self.config.model or saved.diffusion != self.config.diffusion:
@@ -142,6 +166,17 @@ class Trainer:
         torch.set_rng_state(rng["torch_cpu"])
         self.state = TrainState(step=trainer["step"], consumed=trainer["consumed"],
                                 elapsed_s=trainer.get("elapsed_s", 0.0))
+        return ckpt
+
+    def _check_same_start(self) -> None:
+        """Every rank must start from rank 0's checkpoint (or all from scratch): a run folder that not
+        every node can read would otherwise let the ranks train from different states."""
+        mine = torch.tensor([self.state.step, self.state.consumed], dtype=torch.int64, device=self.device)
+        lead = mine.clone()
+        torch.distributed.broadcast(lead, src=0)
+        if not torch.equal(mine, lead):
+            raise RuntimeError(f"rank {self.rank} starts at step {int(mine[0])} but rank 0 at step {int(lead[0])}: "
+                               f"{self.run_dir} must be one folder that every node reads (a shared filesystem)")
 
     def data_info(self) -> dict:
         """What generation needs to know about the training data: grid and intensity conventions."""
@@ -156,7 +191,8 @@ class Trainer:
     def save(self) -> Path:
         rng = {"train_generator": self.generator.get_state(), "torch_cpu": torch.get_rng_state()}
         trainer = {"consumed": self.state.consumed, "elapsed_s": self.state.elapsed_s,
-                   "windows": len(self.windows), "world_size": self.world_size}
+                   "windows": len(self.windows), "world_size": self.world_size,
+                   "global_batch": self.layout.global_batch}
         return save_checkpoint(self.run_dir, self.state.step, self.config, self.model, self.ema,
                                self.optimizer, rng, trainer, keep=self.config.train.keep_checkpoints,
                                extra={"data.json": self.data_info()})
@@ -164,43 +200,74 @@ class Trainer:
     # ------------------------------------------------------------------ data
 
     def batches(self):
-        """Endless micro-batches in the resumable order (each a dict of ``(B, K, ...)`` tensors)."""
+        """Endless micro-batches of this rank in the resumable order (each a dict of ``(b, K, ...)``
+        tensors, ``b = layout.local_batch``; ``layout.micro_batches`` of them make one step)."""
         tc = self.config.train
-        sampler = WindowSampler(len(self.windows), seed=tc.seed, rank=self.rank, world_size=self.world_size,
-                                start=self.state.consumed)
-        loader = DataLoader(self.windows, batch_size=tc.batch_size, sampler=sampler, num_workers=tc.num_workers,
+        stream = WindowSampler(len(self.windows), seed=tc.seed, start=self.state.consumed)
+        loader = DataLoader(self.windows, batch_size=self.layout.local_batch,
+                            sampler=ShardSampler(stream, self.layout), num_workers=tc.num_workers,
                             persistent_workers=tc.num_workers > 0, drop_last=False)
         for batch in loader:
             yield batch
 
-    def _rand(self, *shape) -> torch.Tensor:
-        return torch.rand(*shape, generator=self.generator)
+    def _next_key(self) -> int:
+        return int(torch.randint(0, 2**62, (1,), generator=self.generator))
 
-    def _reveal(self, B: int, K: int) -> torch.Tensor:
-        """Which frames are given clean ``(B, K)``: none, a prefix (how a volume continues) or any
-        proper subset, so one model both starts and continues a volume."""
-        known = torch.zeros(B, K, dtype=torch.bool)
+    def _draws(self, gens: list[torch.Generator], K: int) -> dict[str, torch.Tensor]:
+        """Each window's random choices but its noise, from its own generator -> ``(n,)`` or ``(n, K)``.
+
+        The noise is drawn after these, from the same generators, only for the windows this rank
+        trains on; every rank can so afford the choices of a whole micro-batch (the loss normalisers).
+        """
+        tc = self.config.train
+        t = torch.cat([self.schedule.sample_t(1, g) for g in gens])
+        u = torch.stack([torch.rand(6 + K, generator=g) for g in gens])  # (n, 6 + K)
+        return {"t": t, "drop_report": u[:, 0] < tc.p_drop_report, "drop_mask": u[:, 1] < tc.p_drop_mask,
+                "drop_geometry": u[:, 2] < tc.p_drop_geometry, "known": self._reveal(u[:, 3:], K)}
+
+    def _reveal(self, u: torch.Tensor, K: int) -> torch.Tensor:
+        """Which frames are given clean ``(n, K)``: none, a prefix (how a volume continues) or any
+        proper subset, so one model both starts and continues a volume. ``u`` ``(n, 3 + K)`` uniforms."""
+        n = u.shape[0]
+        known = torch.zeros(n, K, dtype=torch.bool)
         if K < 2 or not self.config.model.known_frames:
             return known
-        u, mode, bits = self._rand(B), self._rand(B), self._rand(B, K) < 0.5
-        n_prefix = (self._rand(B) * (K - 1)).long() + 1  # 1..K-1 frames
+        take, mode, frac, bits = u[:, 0], u[:, 1], u[:, 2], u[:, 3:] < 0.5
+        n_prefix = (frac * (K - 1)).long() + 1  # 1..K-1 frames
         prefix = torch.arange(K)[None] < n_prefix[:, None]
         subset = bits & ~(bits.all(1, keepdim=True) & (torch.arange(K)[None] == K - 1))
         chosen = torch.where((mode < 0.7)[:, None], prefix, subset)
-        return torch.where((u < self.config.train.p_known)[:, None], chosen, known)
+        return torch.where((take < self.config.train.p_known)[:, None], chosen, known)
 
     # ------------------------------------------------------------------ step
 
-    def _micro_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+    def _micro_loss(self, batch: dict, key: int | None = None, whole: range | None = None,
+                    part: slice | None = None) -> tuple[torch.Tensor, dict]:
+        """Loss of ``batch`` ``(b, K, ...)``, which is ``part`` of the micro-batch at step positions
+        ``whole`` (default: the batch is a whole micro-batch at positions ``0..b-1``); ``key`` is the
+        step's random key (default: a fresh one).
+
+        The loss is this part's share of the whole micro-batch's loss: the masked means of
+        :mod:`tracect.train.losses` are re-normalised by the whole micro-batch's counts, which depend
+        only on the keyed random choices, so the parts' losses on G ranks add up to the loss of one
+        process without any communication.
+        """
         tc, mc, dev = self.config.train, self.config.model, self.device
         img = batch["image"]
         B, K = img.shape[:2]
-        t = self.schedule.sample_t(B, self.generator)
-        eps = torch.randn(img.shape, generator=self.generator)
-        drop_report = self._rand(B) < tc.p_drop_report
-        drop_mask = self._rand(B) < tc.p_drop_mask
-        drop_geom = self._rand(B) < tc.p_drop_geometry
-        known = self._reveal(B, K)
+        key = self._next_key() if key is None else key
+        whole, part = (range(B), slice(0, B)) if whole is None else (whole, part)
+        gens = sample_generators(key, whole)
+        everyone = self._draws(gens, K)
+        eps = torch.stack([torch.randn(img.shape[1:], generator=g) for g in gens[part]])
+        if eps.shape != img.shape:
+            raise ValueError(f"micro-batch of {B} windows but its place {part} in the step holds {len(eps)}")
+        t, drop_report, drop_mask, drop_geom, known = (
+            everyone[k][part] for k in ("t", "drop_report", "drop_mask", "drop_geometry", "known"))
+        # share of the whole micro-batch's normalisers (exactly 1 when the part is the whole)
+        share_diff = (max(float((~known).sum()), 1.0) / max(float((~everyone["known"]).sum()), 1.0))
+        near = everyone["t"] < tc.flow_loss_max_t
+        share_flow = max(float(near[part].sum()), 1e-8) / max(float(near.sum()), 1e-8)
 
         mask = torch.where(drop_mask[:, None, None, None], torch.full_like(batch["mask"], mc.num_classes),
                            batch["mask"])
@@ -213,44 +280,67 @@ class Trainer:
         x_t = self.schedule.add_noise(img, eps, t)
         flow = batch["flow"].to(dev)
         with self.autocast() if self.autocast else contextlib.nullcontext():
-            pred = self.model(x_t, self.schedule.network_time(t), mask.to(dev), tokens.to(dev), pooled.to(dev),
-                              geometry.to(dev), known, img, flow if mc.flow_input else None)
+            pred = self.net(x_t, self.schedule.network_time(t), mask.to(dev), tokens.to(dev), pooled.to(dev),
+                            geometry.to(dev), known, img, flow if mc.flow_input else None)
         pred = pred.float()
-        l_diff = diffusion_loss(pred, self.schedule.target(img, eps, t), ~known)
+        l_diff = diffusion_loss(pred, self.schedule.target(img, eps, t), ~known) * share_diff
         loss = l_diff
         l_flow = torch.zeros((), device=dev)
         if tc.flow_loss_weight > 0 and K > 1:
             x0_hat, _ = self.schedule.split(x_t, pred, t)
             # known frames are real: the loss then ties a generated frame to its given neighbour
             x0 = torch.where(known[:, :, None, None], img, x0_hat.clamp(-1, 1))
-            l_flow = flow_loss(x0, flow, batch["body"].to(dev), (t < tc.flow_loss_max_t).float())
+            l_flow = flow_loss(x0, flow, batch["body"].to(dev), (t < tc.flow_loss_max_t).float()) * share_flow
             loss = loss + tc.flow_loss_weight * l_flow
         stats = {"loss_diffusion": l_diff.item(), "loss_flow": l_flow.item(),
                  "drop_report": drop_report.float().mean().item(), "drop_mask": drop_mask.float().mean().item(),
                  "drop_geometry": drop_geom.float().mean().item(), "known_frac": known.float().mean().item()}
         return loss, stats
 
+    def _placements(self, micro_batches: list[dict]) -> tuple[list[tuple[range, slice]], int]:
+        """Where each of this rank's micro-batches sits in the step -> ([(whole, part)], micro-batches
+        in the whole step)."""
+        sizes = [len(b["report"]) for b in micro_batches]
+        if self.world_size == 1:  # each micro-batch is a whole one, of any size (custom loops)
+            starts = [sum(sizes[:i]) for i in range(len(sizes))]
+            return [(range(s, s + n), slice(0, n)) for s, n in zip(starts, sizes)], len(sizes)
+        L = self.layout
+        if sizes != [L.local_batch] * L.micro_batches:
+            raise ValueError(f"rank {self.rank} expects {L.micro_batches} micro-batches of {L.local_batch} "
+                             f"windows per step, got sizes {sizes}")
+        return [L.placement(i) for i in range(L.micro_batches)], L.grad_accum
+
     def train_step(self, micro_batches: list[dict]) -> dict:
-        """One optimizer step over ``grad_accum`` micro-batches; returns the step's metrics."""
-        tc = self.config.train
-        self.model.train()
+        """One optimizer step over this rank's micro-batches (see :class:`StepLayout`); returns the
+        step's metrics, the same on every rank."""
+        tc, G = self.config.train, self.world_size
+        self.net.train()
         lr = lr_at(self.state.step, tc)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        total, agg = 0.0, {}
-        for batch in micro_batches:
-            loss, stats = self._micro_loss(batch)
-            (loss / len(micro_batches)).backward()
-            total += loss.item() / len(micro_batches)
-            for k, v in stats.items():
-                agg[k] = agg.get(k, 0.0) + v / len(micro_batches)
+        key = self._next_key()  # one per step on every rank: the generator streams stay equal
+        places, n_whole = self._placements(micro_batches)
+        n_local = sum(len(b["report"]) for b in micro_batches)
+        names = ("loss", "loss_diffusion", "loss_flow", "drop_report", "drop_mask", "drop_geometry", "known_frac")
+        sums = torch.zeros(len(names), dtype=torch.float64)
+        for i, (batch, (whole, part)) in enumerate(zip(micro_batches, places)):
+            last = i == len(micro_batches) - 1
+            # DDP averages gradients over the G ranks, hence the factor G; it all-reduces once per step
+            with self.net.no_sync() if G > 1 and not last else contextlib.nullcontext():
+                loss, stats = self._micro_loss(batch, key, whole, part)
+                (loss * (G / n_whole)).backward()
+            n = len(batch["report"])
+            sums += torch.tensor([loss.item() / n_whole, stats["loss_diffusion"] / n_whole,
+                                  stats["loss_flow"] / n_whole,
+                                  *(stats[k] * n / (n_local * G) for k in names[3:])], dtype=torch.float64)
+        sums = all_reduce_sum(sums.to(self.device)).cpu() if G > 1 else sums
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
         self.optimizer.step()
         self._update_ema()
         self.state.step += 1
-        self.state.consumed += sum(len(b["report"]) for b in micro_batches)
-        return {"loss": total, "lr": lr, "grad_norm": float(grad_norm), **agg}
+        self.state.consumed += n_local * G
+        return {"lr": lr, "grad_norm": float(grad_norm), **dict(zip(names, sums.tolist()))}
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -262,64 +352,102 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
 
+    def out_of_time(self) -> bool:
+        """Whether the run has used its ``max_minutes`` of training (over all its sessions); rank 0's
+        clock decides for every rank, so all stop after the same step."""
+        limit = self.config.train.max_minutes
+        if limit is None:
+            return False
+        return broadcast_flag(self.state.elapsed_s / 60 >= limit, self.device)
+
     def fit(self, max_steps: int | None = None) -> TrainState:
-        """Train until ``max_steps`` (default: the config's) or ``max_minutes``; checkpoint on exit."""
+        """Train until ``max_steps`` (default: the config's) or until the run's training time reaches
+        ``max_minutes``; checkpoint on exit. Every rank calls it; rank 0 alone logs and writes."""
         from tqdm import tqdm
 
         from tracect.train.visualize import save_validation_grid
 
         tc = self.config.train
         max_steps = max_steps or tc.max_steps
+        lead = self.rank == 0
         data = self.batches()
         metrics_path = self.run_dir / "metrics.csv"
-        _trim_metrics(metrics_path, self.state.step)
-        writer = _tensorboard(self.run_dir) if self.rank == 0 else None
+        if lead:
+            _trim_metrics(metrics_path, self.state.step)
+        writer = _tensorboard(self.run_dir, self.state.step) if lead else None
         bar = tqdm(total=max_steps, initial=self.state.step, desc="train", unit="step", disable=not self.progress)
         start, session_start = time.perf_counter(), self.state.elapsed_s
         last_t, last_step = start, self.state.step
         saved_at = self.state.step
-        while self.state.step < max_steps:
-            m = self.train_step([next(data) for _ in range(tc.grad_accum)])
+        stop = self.out_of_time()
+        while self.state.step < max_steps and not stop:
+            m = self.train_step([next(data) for _ in range(self.layout.micro_batches)])
             self.state.elapsed_s = session_start + time.perf_counter() - start
             step = self.state.step
             bar.update(1)
-            if step % tc.log_every == 0 or step == max_steps:
+            if lead and (step % tc.log_every == 0 or step == max_steps):
                 now = time.perf_counter()
                 rate = (step - last_step) / max(now - last_t, 1e-9)
                 last_t, last_step = now, step
                 row = {"step": step, "loss": m["loss"], "loss_diffusion": m["loss_diffusion"],
                        "loss_flow": m["loss_flow"], "lr": m["lr"], "grad_norm": m["grad_norm"],
-                       "steps_per_s": rate, "windows_per_s": rate * tc.batch_size * tc.grad_accum,
+                       "steps_per_s": rate, "windows_per_s": rate * self.layout.global_batch,
                        "elapsed_s": self.state.elapsed_s}
                 bar.set_postfix(loss=f"{m['loss']:.4f}", flow=f"{m['loss_flow']:.4f}")
-                if self.rank == 0:
-                    _append_metrics(metrics_path, row)
-                    if writer is not None:
-                        for k, v in row.items():
-                            if k != "step":
-                                writer.add_scalar(k, v, step)
-            out_of_time = tc.max_minutes is not None and (time.perf_counter() - start) / 60 >= tc.max_minutes
-            if self.rank == 0 and (step % tc.val_every == 0 or step == max_steps or out_of_time):
+                _append_metrics(metrics_path, row)
+                if writer is not None:
+                    for k, v in row.items():
+                        if k != "step":
+                            writer.add_scalar(k, v, step)
+            stop = self.out_of_time()
+            if lead and (step % tc.val_every == 0 or step == max_steps or stop):
                 save_validation_grid(self, self.run_dir / "samples" / f"step_{step:07d}.png")
-            if self.rank == 0 and (step % tc.checkpoint_every == 0 or step == max_steps or out_of_time):
-                self.save()
+            if step % tc.checkpoint_every == 0 or step == max_steps or stop:
+                if lead:
+                    self.save()
                 saved_at = step
-            if out_of_time:
-                break
         bar.close()
-        if self.rank == 0 and saved_at != self.state.step:
+        if lead and saved_at != self.state.step:
             self.save()
         if writer is not None:
             writer.close()
+        barrier(self.device)  # no rank leaves before the last checkpoint is complete
         return self.state
 
 
-def _tensorboard(run_dir: Path):
+_CHECKPOINT_FILES = ("model.safetensors", "ema.safetensors", "optimizer.safetensors", "rng.safetensors",
+                     "trainer.json", "config.json")
+
+
+def remove_leftovers(run_dir: Path) -> list[Path]:
+    """Remove what a killed run leaves behind in its folder -> the paths removed.
+
+    Every file of a run is written under a temporary name (``.NAME.tmp-XXXXXXXX...``) and renamed into
+    place; a process killed meanwhile leaves that temporary behind. A checkpoint folder is renamed into
+    place whole, so one that lacks files is an old checkpoint whose removal was cut short.
+    """
+    removed = []
+    places = [run_dir, run_dir / "checkpoints", run_dir / "samples"]
+    for place in places:
+        for path in sorted(place.glob(".*.tmp-*")) if place.is_dir() else ():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed.append(path)
+    latest = run_dir / "latest"
+    current = latest.read_text().strip() if latest.is_file() else None
+    for ckpt in sorted((run_dir / "checkpoints").glob("step_*")):
+        if ckpt.is_dir() and ckpt.name != current and not all((ckpt / f).is_file() for f in _CHECKPOINT_FILES):
+            shutil.rmtree(ckpt)
+            removed.append(ckpt)
+    return removed
+
+
+def _tensorboard(run_dir: Path, step: int):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except Exception:  # tensorboard not installed: CSV only
         return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
+    # a resumed run logs the steps after its checkpoint again: drop the earlier session's copies
+    return SummaryWriter(str(run_dir / "tensorboard"), purge_step=step + 1 if step else None)
 
 
 def _append_metrics(path: Path, row: dict) -> None:
@@ -332,12 +460,15 @@ def _append_metrics(path: Path, row: dict) -> None:
 
 
 def _trim_metrics(path: Path, step: int) -> None:
-    """Drop rows logged after the checkpoint a run resumes from (they will be logged again)."""
+    """Keep the rows logged up to the checkpoint a run resumes from (later ones will be logged again);
+    a row cut short by a kill has missing fields and goes too. Rewritten atomically."""
     if not path.exists():
         return
     with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-    with open(path, "w", newline="") as f:
+        rows = [r for r in csv.DictReader(f)
+                if None not in r and all(r.get(k) for k in METRICS) and r["step"].isdigit()
+                and int(r["step"]) <= step]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=METRICS)
         w.writeheader()
         w.writerows(rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -34,6 +35,20 @@ def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+# ``.{stem}.tmp-{8 random characters}{suffixes}``: the names tempfile.mkstemp/mkdtemp give above
+_TEMPORARY = re.compile(r"\.(?P<stem>.+?)\.tmp-[a-z0-9_]{8}(?P<suffix>.*)")
+
+
+def temporary_target(name: str) -> str | None:
+    """The file name a temporary file of :func:`atomic_path` would have been renamed to, or ``None``.
+
+    A killed process leaves its temporary file behind; a resumed run uses this to find and remove the
+    ones that belong to its own outputs (and only those: other processes may be writing beside it).
+    """
+    m = _TEMPORARY.fullmatch(name)
+    return m["stem"] + m["suffix"] if m else None
 
 
 def write_bytes(path: str | Path, data: bytes, overwrite: bool = True) -> None:

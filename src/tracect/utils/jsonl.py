@@ -21,6 +21,8 @@ def iter_jsonl(path: Path, error: type[Exception] = ValueError) -> Iterator[tupl
             obj = json.loads(raw)
         except json.JSONDecodeError as e:
             raise error(f"{Path(path).name}:{n}: invalid JSON ({e.msg})") from None
+        except (ValueError, RecursionError) as e:  # over-long integers, absurd nesting
+            raise error(f"{Path(path).name}:{n}: unusable JSON ({type(e).__name__}: {str(e)[:80]})") from None
         if not isinstance(obj, dict):
             raise error(f"{Path(path).name}:{n}: expected a JSON object")
         yield n, obj

@@ -1,0 +1,324 @@
+"""Peak memory and time per volume: frame-pair (sequential and parallel) vs the 3D baseline.
+
+Every measurement runs in a fresh subprocess (``python -m tracect.bench.efficiency --one JSON``):
+the models are untrained (timing and memory do not depend on the weights) and built from the
+``cpu`` / ``cpu-3d`` presets at the requested slice size, so both have the same blocks, widths,
+conditioning, steps and guidance. Each subprocess generates a short warm-up volume, then the
+measured one:
+
+- CPU memory: the peak resident set size during the generate call (the kernel's high-water mark,
+  reset just before the call) minus the resident size just before it, so the Python, torch and
+  model footprint is left out;
+- GPU memory: ``torch.cuda.max_memory_allocated`` during the call minus the allocation before it;
+- FLOPs: one network evaluation counted by ``torch.utils.flop_counter`` at the window's real shape,
+  times windows x steps x (2 with classifier-free guidance);
+- the device's matmul peak is measured in the same run (square matmuls), so the utilisation is a
+  ratio of two measurements.
+
+A measurement that runs out of memory is recorded as ``oom``; one past its time limit as ``timeout``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CONFIGS = (("frame-pair", "cpu", "sequential"), ("frame-pair", "cpu", "parallel"), ("3d", "cpu-3d", "sequential"))
+REPORT = ("Contrast-enhanced CT of the abdomen, arterial phase. Normal liver size and attenuation. "
+          "No focal hepatic lesion. The spleen is normal in size.")
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _hwm_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM in /proc/self/status")
+
+
+class _PeakRSS:
+    """Peak resident set size growth over a block: ``peak - start``.
+
+    Linux keeps the peak (``VmHWM``) itself, and writing 5 to ``/proc/self/clear_refs`` resets it to
+    the current size, so nothing runs beside the measured code. (A sampling thread would compete for
+    the GIL with the many small operations of the sequential sampler and slow it down tenfold.)
+    """
+
+    def __enter__(self):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        self.start = _rss_bytes()
+        return self
+
+    def __exit__(self, *exc):
+        self.peak = max(_hwm_bytes(), _rss_bytes())
+
+
+def matmul_peak(device: str = "cpu", n: int | None = None, repeats: int = 5) -> dict:
+    """Measured FLOP/s of square matmuls (fp32; on CUDA also bf16): the device's practical peak."""
+    import torch
+
+    dev = torch.device(device)
+    out = {}
+    dtypes = [torch.float32] + ([torch.bfloat16] if dev.type == "cuda" else [])
+    n = n or (8192 if dev.type == "cuda" else 2048)
+    for dt in dtypes:
+        a = torch.randn(n, n, device=dev, dtype=dt)
+        b = torch.randn(n, n, device=dev, dtype=dt)
+        times = []
+        for _ in range(repeats + 1):
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            a @ b
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+        out[str(dt).replace("torch.", "")] = 2 * n ** 3 / float(np.median(times[1:]))
+    return out
+
+
+def _generator(preset: str, size: int, device: str, text_encoder: str | None = None):
+    import torch
+
+    from tracect.config import load_config
+    from tracect.data.prepare import PrepareConfig
+    from tracect.generate.pipeline import Generator
+    from tracect.labels.vocabulary import get_vocabulary
+    from tracect.train.trainer import build_model
+
+    cfg = load_config(preset)
+    cfg = cfg.replace(model={"image_size": size, **({"text_encoder": text_encoder} if text_encoder else {})})
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    data = {"prepare": PrepareConfig(size=size).to_json(), "vocabulary": get_vocabulary("tracect").to_json(),
+            "slice_thickness_mm": [0.5, 10.0]}
+    return Generator(model, cfg, data, torch.device("cpu")), cfg, model
+
+
+def bench_mask(n: int, size: int):
+    """An ``n``-slice phantom torso mask of ``size``² whose body spans every slice (thickness chosen to
+    fit). Above 64 px the 64 px phantom is upsampled (nearest neighbour): building the anatomy at 512²
+    would cost more than the measurement, and timing does not depend on the labels' fine detail."""
+    from tracect.io.volume import Volume
+    from tracect.phantom.generator import make_mask
+
+    base = min(size, 64)
+    m = make_mask(n, seed=0, size=base, pixel_spacing=384.0 / base, slice_thickness=min(4.0, 480.0 / n))
+    if size == base:
+        return m
+    f = size // base
+    arr = m.array.repeat(f, axis=1).repeat(f, axis=2)
+    # new index i maps to old index i / f - (f - 1) / (2 f) along y and x (voxel centres kept)
+    S = np.diag([1.0, 1.0 / f, 1.0 / f, 1.0])
+    S[1:3, 3] = -(f - 1) / (2.0 * f)
+    return Volume(arr, m.affine @ S, dict(m.meta))
+
+
+def measure_one(spec: dict) -> dict:
+    """One measurement (run inside a fresh process): ``spec`` has model, preset, mode, n, size, steps, device."""
+    import torch
+
+    from tracect.model.denoiser import forward_flops
+
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    gen, cfg, model = _generator(spec["preset"], spec["size"], "cpu", spec.get("text_encoder"))
+    mask = bench_mask(spec["n"], spec["size"])
+    steps, mc = int(spec["steps"]), cfg.model
+    guided = cfg.diffusion.guidance != 1.0
+    dev = torch.device(spec["device"])
+    # FLOPs at the real window shape (on the CPU copy, before the model moves)
+    Z = spec["n"]
+    if mc.kind == "3d":
+        m = 2 ** (len(mc.channels) - 1)
+        K, windows = -(-Z // m) * m, 1
+    else:
+        from tracect.generate.strategies import window_starts
+
+        K = mc.frames
+        windows = len(window_starts(max(Z, K), K, 1 if K > 1 else 0))
+    if dev.type != "cpu":
+        from tracect.train.trainer import autocast_factory
+
+        gen.model = model = model.to(dev)
+        gen.device = dev
+        gen.autocast = autocast_factory(dev, cfg.train.precision)
+    per_eval = forward_flops(model, frames=K)
+    flops = per_eval * windows * steps * (2 if guided else 1)
+    warm = bench_mask(8, spec["size"])
+    gen.generate(warm, REPORT, seed=0, steps=2, mode=spec["mode"])  # warm-up: allocator, kernels, caches
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    with _PeakRSS() as rss:
+        t = time.perf_counter()
+        result = gen.generate(mask, REPORT, seed=0, steps=steps, mode=spec["mode"])
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t
+    out = {**spec, "status": "ok", "seconds": seconds, "slices_generated": int(result.canonical.shape[0]),
+           "windows": result.info["windows"], "flops": int(flops), "flops_per_s": flops / seconds,
+           "rss_delta_mib": (rss.peak - rss.start) / 2 ** 20,
+           "output_mib": (result.canonical.array.nbytes + result.ct.array.nbytes) / 2 ** 20}
+    if dev.type == "cuda":
+        out["gpu_peak_mib"] = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+    out["peak_mib"] = out["gpu_peak_mib"] if dev.type == "cuda" else out["rss_delta_mib"]
+    return out
+
+
+def _run_subprocess(spec: dict, timeout: float) -> dict:
+    cmd = [sys.executable, "-m", "tracect.bench.efficiency", "--one", json.dumps(spec)]
+    env = dict(os.environ)
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {**spec, "status": "timeout", "note": f"over {timeout:.0f} s"}
+    if r.returncode != 0:
+        err = (r.stderr or "").strip().splitlines()
+        text = " ".join(err[-3:])
+        status = "oom" if ("out of memory" in text.lower() or r.returncode in (-9, 137)) else "failed"
+        return {**spec, "status": status, "note": text[-300:] or f"exit code {r.returncode}"}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, device: str = "cpu",
+                   threads: int | None = None, timeout: float = 1800.0, log=print,
+                   text_encoder: str | None = None) -> dict:
+    """All measurements, each in a fresh subprocess; returns the results with the device record."""
+    import torch
+
+    from tracect import __version__
+
+    threads = threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    peak = matmul_peak(device)
+    # the presets autocast to bf16 on CUDA: utilisation is measured against the peak of that dtype
+    compute = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+    rows = []
+    for n in slices:
+        for model, preset, mode in CONFIGS:
+            spec = {"model": model, "preset": preset, "mode": mode, "n": int(n), "size": int(size),
+                    "steps": int(steps), "device": device, "threads": threads, "text_encoder": text_encoder}
+            row = _run_subprocess(spec, timeout)
+            if row["status"] == "ok":
+                row["utilisation"] = row["flops_per_s"] / peak[compute]
+                if log:
+                    log(f"{model:<10} {mode:<10} N={n:<4} {row['seconds']:8.2f} s  peak {row['peak_mib']:8.1f} MiB  "
+                        f"{row['flops'] / 1e12:7.3f} TFLOP  {row['flops_per_s'] / 1e9:7.1f} GFLOP/s")
+            elif log:
+                log(f"{model:<10} {mode:<10} N={n:<4} {row['status']}: {row.get('note', '')}")
+            rows.append(row)
+    dev_name = torch.cuda.get_device_name(0) if device.startswith("cuda") else (platform.processor() or platform.machine())
+    return {"device": device, "device_name": dev_name, "cpu_count": os.cpu_count(), "threads": threads,
+            "torch_version": torch.__version__, "tracect_version": __version__, "size": size, "steps": steps,
+            "matmul_peak_flops_per_s": peak, "compute_dtype": compute, "rows": rows, "ratios": ratios(rows)}
+
+
+def ratios(rows: list[dict]) -> dict:
+    """Frame-pair / 3D ratios per N (time and peak memory) and the flatness of frame-pair memory."""
+    ok = {(r["model"], r["mode"], r["n"]): r for r in rows if r["status"] == "ok"}
+    out = {}
+    for n in sorted({r["n"] for r in rows}):
+        d3 = ok.get(("3d", "sequential", n))
+        for mode in ("sequential", "parallel"):
+            fp = ok.get(("frame-pair", mode, n))
+            if fp and d3:
+                out.setdefault(mode, {})[n] = {"time_ratio": fp["seconds"] / d3["seconds"],
+                                               "memory_ratio": fp["peak_mib"] / max(d3["peak_mib"], 1e-9)}
+    for mode in ("sequential", "parallel"):
+        ns = sorted(n for (m, md, n) in ok if m == "frame-pair" and md == mode)
+        if len(ns) >= 2:
+            lo, hi = ok[("frame-pair", mode, ns[0])], ok[("frame-pair", mode, ns[-1])]
+            out.setdefault("memory_flatness", {})[mode] = {
+                "n": [ns[0], ns[-1]], "ratio": hi["peak_mib"] / max(lo["peak_mib"], 1e-9)}
+    return out
+
+
+def markdown(result: dict) -> str:
+    peak = result["matmul_peak_flops_per_s"]
+    compute = result.get("compute_dtype", "float32")
+    lines = [f"Device: {result['device_name']} ({result['device']}), {result['threads']} threads, torch "
+             f"{result['torch_version']}; {result['size']}x{result['size']} slices, {result['steps']} steps, "
+             f"guidance as in the presets; matmul peak (fp32) {peak['float32'] / 1e9:.1f} GFLOP/s"
+             + (f", bf16 {peak['bfloat16'] / 1e12:.1f} TFLOP/s" if "bfloat16" in peak else "") + ".", "",
+             f"| model | mode | slices | time (s) | peak memory (MiB) | TFLOP / volume | GFLOP/s | of {compute} matmul peak |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in result["rows"]:
+        if r["status"] != "ok":
+            lines.append(f"| {r['model']} | {r['mode']} | {r['n']} | **{r['status']}** | | | | |")
+            continue
+        lines.append(f"| {r['model']} | {r['mode']} | {r['n']} | {r['seconds']:.2f} | {r['peak_mib']:.1f} | "
+                     f"{r['flops'] / 1e12:.3f} | {r['flops_per_s'] / 1e9:.1f} | {r['flops_per_s'] / peak[compute]:.1%} |")
+    rat = result["ratios"]
+    lines += ["", "| slices | mode | time frame-pair / 3D | memory frame-pair / 3D |", "| ---: | --- | ---: | ---: |"]
+    for mode in ("sequential", "parallel"):
+        for n, v in sorted(rat.get(mode, {}).items(), key=lambda kv: int(kv[0])):
+            lines.append(f"| {n} | {mode} | {v['time_ratio']:.2f} | {v['memory_ratio']:.3f} |")
+    for mode, v in rat.get("memory_flatness", {}).items():
+        lines.append(f"\nFrame-pair {mode}: peak memory at {v['n'][1]} slices / at {v['n'][0]} slices = {v['ratio']:.3f}.")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for (model, _, mode) in CONFIGS:
+        rows = [r for r in result["rows"] if r["model"] == model and r["mode"] == mode and r["status"] == "ok"]
+        if not rows:
+            continue
+        n = [r["n"] for r in rows]
+        label = f"{model} ({mode})" if model == "frame-pair" else model
+        axes[0].plot(n, [r["seconds"] for r in rows], "o-", label=label)
+        axes[1].plot(n, [r["peak_mib"] for r in rows], "o-", label=label)
+    for ax, title in zip(axes, ("time per volume (s)", "peak memory (MiB)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("slices")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{result['device_name']}, {result['size']}x{result['size']}, {result['steps']} steps")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main() -> int:
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--one", required=True)
+    args = p.parse_args()
+    spec = json.loads(args.one)
+    try:
+        out = measure_one(spec)
+    except Exception as e:  # a CUDA out-of-memory error is a result, not a crash
+        if "out of memory" in str(e).lower():
+            out = {**spec, "status": "oom", "note": str(e).splitlines()[0][:300]}
+        else:
+            raise
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

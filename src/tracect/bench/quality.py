@@ -1,0 +1,254 @@
+"""Frame-pair vs `slice` vs `3d` at equal training time, evaluated with the evaluation harness.
+
+1. Data: a phantom dataset and its 64 px cache (made here unless given).
+2. Training: the three presets (``cpu``, ``cpu-slice``, ``cpu-3d``, same blocks and widths) train on the
+   same cache *at the same time*, one process each with an equal share of the CPU threads, for the same
+   wall-clock budget, so that whatever else loads the machine loads all three alike.
+3. The evaluation segmenter trains on the same cache (after the models; its own budget).
+4. Generation: every held-out (``test``) case from its own report (seed 0), a second seed of the
+   first cases (diversity), and a counterfactual report with the contrast phase and steatosis flipped
+   (report adherence needs both answers on the same anatomy); time and peak memory per volume.
+5. Evaluation of each model's volumes; one table.
+
+Runs resume: a model whose run already holds its budget is not trained again, volumes already
+written are not generated again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+MODELS = {"frame-pair": "cpu", "slice": "cpu-slice", "3d": "cpu-3d"}
+
+
+def _trained_minutes(run: Path) -> float:
+    latest = run / "latest"
+    if not latest.exists():
+        return 0.0
+    from tracect.train.checkpoint import resolve_checkpoint
+
+    ck = resolve_checkpoint(run)
+    return json.loads((ck / "trainer.json").read_text()).get("elapsed_s", 0.0) / 60
+
+
+def train_all(cache: Path, runs: Path, minutes: float, threads: int, log=print, presets: dict | None = None) -> dict:
+    """Train the three models side by side (resuming runs short of ``minutes``)."""
+    procs = {}
+    for name, preset in (presets or MODELS).items():
+        run = runs / name
+        done = _trained_minutes(run)
+        if done >= minutes:
+            log(f"{name}: already trained {done:.1f} min")
+            continue
+        cmd = [sys.executable, "-m", "tracect.cli.main", "train", "--config", preset, "--data", str(cache),
+               "--out", str(run), "--max-minutes", str(minutes), "--quiet"]
+        if run.exists():
+            cmd.append("--resume")
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        runs.mkdir(parents=True, exist_ok=True)
+        logf = open(runs / f"{name}.log", "a")
+        procs[name] = (subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT), logf)
+        log(f"{name}: training for {minutes} min ({threads} thread(s)), log {runs / f'{name}.log'}")
+    for name, (p, logf) in procs.items():
+        rc = p.wait()
+        logf.close()
+        if rc != 0:
+            raise RuntimeError(f"training {name} failed (exit {rc}); see {runs / f'{name}.log'}")
+    from tracect.train.checkpoint import resolve_checkpoint
+
+    out = {}
+    for name in (presets or MODELS):
+        ck = resolve_checkpoint(runs / name)
+        t = json.loads((ck / "trainer.json").read_text())
+        out[name] = {"steps": int(t.get("step", ck.name.split("_")[-1])), "minutes": t.get("elapsed_s", 0) / 60}
+    return out
+
+
+def counterfactual(findings: dict, seed: int) -> str:
+    """The report of ``findings`` with the contrast phase and steatosis flipped (lesions kept)."""
+    from tracect.phantom.reports import write_report
+
+    f = dict(findings)
+    f["contrast_phase"] = "non-contrast" if f["contrast_phase"] == "arterial" else "arterial"
+    f["fatty_liver"] = not f["fatty_liver"]
+    if f["contrast_phase"] != "arterial":  # only the arterial phase shows hyperenhancing lesions
+        f["lesions"] = [x for x in f["lesions"] if x.get("kind") != "hyperenhancing"]
+    return write_report(f, np.random.default_rng(seed))
+
+
+def generation_jobs(dataset: Path, split: str = "test", diversity_cases: int = 2) -> list[dict]:
+    from tracect.data.layout import load_dataset
+
+    ds = load_dataset(dataset)
+    findings = {}
+    fpath = dataset / "findings.jsonl"
+    if fpath.is_file():
+        for line in fpath.read_text().splitlines():
+            if line.strip():
+                d = json.loads(line)
+                findings[d["case"]] = d
+    jobs = []
+    cases = [c for c in ds.cases if c.split == split and c.image is not None and c.mask is not None]
+    for i, c in enumerate(cases):
+        jobs.append({"name": c.case_id, "mask": c.mask, "reference": c.image, "report": c.report or "", "seed": 0})
+        if i < diversity_cases:
+            jobs.append({"name": f"{c.case_id}__seed1", "mask": c.mask, "reference": c.image,
+                         "report": c.report or "", "seed": 1})
+        if c.case_id in findings:
+            jobs.append({"name": f"{c.case_id}__cf", "mask": c.mask, "reference": None,
+                         "report": counterfactual(findings[c.case_id], i), "seed": 0})
+    return jobs
+
+
+def generate_all(run: Path, jobs: list[dict], out: Path, mode: str = "sequential", log=print) -> dict:
+    """Generate ``jobs`` with one model; returns per-volume seconds and peak resident-memory growth."""
+    from tracect.bench.efficiency import _PeakRSS
+    from tracect.generate.outputs import write_outputs
+    from tracect.generate.pipeline import Generator
+    from tracect.io.readers import read_mask
+
+    gen = Generator.from_checkpoint(run, device="cpu")
+    out.mkdir(parents=True, exist_ok=True)
+    times, peaks = [], []
+    warm = False
+    for job in jobs:
+        target = out / f"{job['name']}.nii.gz"
+        if target.exists() and target.with_name(f"{job['name']}.json").exists():
+            continue
+        mask = read_mask(job["mask"])
+        if not warm:  # first call: allocator and caches, not the volume
+            gen.generate(mask, job["report"], seed=0, steps=1, mode=mode)
+            warm = True
+        with _PeakRSS() as rss:
+            result = gen.generate(mask, job["report"], seed=job["seed"], mode=mode)
+        write_outputs(result, target, pictures=False, overwrite=True)
+        times.append(result.info["seconds"])
+        peaks.append((rss.peak - rss.start) / 2 ** 20)
+        log(f"  {job['name']}: {result.info['seconds']:.1f} s")
+    record = out / "timing.json"
+    if times:
+        prev = json.loads(record.read_text()) if record.exists() else {"seconds": [], "peak_mib": []}
+        prev["seconds"] += times
+        prev["peak_mib"] += peaks
+        record.write_text(json.dumps(prev))
+    return json.loads(record.read_text()) if record.exists() else {"seconds": [], "peak_mib": []}
+
+
+def run_quality(out: str | Path, minutes: float, cache: str | Path | None = None, dataset: str | Path | None = None,
+                cases: int = 40, segmenter_minutes: float | None = None, threads: int | None = None,
+                log=print, presets: dict | None = None, size: int = 64, segmenter: dict | None = None) -> dict:
+    """The whole comparison into ``out`` (``presets``: model name -> preset or YAML file, default
+    :data:`MODELS`; ``size`` of the cache made when none is given; ``segmenter``: SegmenterConfig fields)."""
+    from tracect.data.prepare import PrepareConfig, prepare_dataset
+    from tracect.evaluate.harness import collect_entries, evaluate
+    from tracect.evaluate.segmenter import SegmenterConfig, train_segmenter
+    from tracect.phantom.generator import write_dataset
+
+    log = log or (lambda *a: None)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    if dataset is None:
+        dataset = out / "phantom"
+        write_dataset(dataset, cases, seed=0, workers=min(2, os.cpu_count() or 1), progress=False)
+    dataset = Path(dataset)
+    if cache is None:
+        cache = out / f"cache{size}"
+        if not (cache / "manifest.json").exists():
+            prepare_dataset(dataset, cache, PrepareConfig(size=size), progress=False)
+    cache = Path(cache)
+    threads = threads or max(1, (os.cpu_count() or 3) // 3)
+    presets = presets or MODELS
+    training = train_all(cache, out / "runs", minutes, threads, log, presets)
+
+    seg_dir = out / "segmenter"
+    if not (seg_dir / "segmenter.json").exists():
+        train_segmenter(cache, seg_dir, SegmenterConfig(**{"max_minutes": segmenter_minutes or min(10.0, minutes),
+                                                            **(segmenter or {})}), progress=False, log=log)
+
+    jobs = generation_jobs(dataset)
+    results = {"minutes": minutes, "threads_per_model": threads, "cache": str(cache), "dataset": str(dataset),
+               "training": training, "volumes": len(jobs), "models": {}}
+    for name in presets:
+        log(f"{name}: generating {len(jobs)} volumes")
+        timing = generate_all(out / "runs" / name, jobs, out / "generated" / name, log=log)
+        manifest = out / "generated" / name / "evaluate.jsonl"
+        with open(manifest, "w") as f:
+            for j in jobs:
+                line = {"name": j["name"], "generated": f"{j['name']}.nii.gz", "mask": str(j["mask"]),
+                        "report": j["report"], "seed": j["seed"], "checkpoint": str(out / "runs" / name)}
+                if j["reference"] is not None:
+                    line["reference"] = str(j["reference"])
+                f.write(json.dumps(line) + "\n")
+        entries = collect_entries(manifest, allow_absolute=True)
+        for e in entries:  # the sidecar's hash groups seeds of one mask for the diversity figure
+            e.mask_sha256 = json.loads((manifest.parent / f"{e.name}.json").read_text())["mask_sha256"]
+        m = evaluate(entries, out / "evaluation" / name, segmenter=seg_dir, reference_dataset=dataset,
+                     training_cache=cache, progress=False, log=log)
+        results["models"][name] = summarise(m, timing)
+    results["seconds"] = time.perf_counter() - t0
+    (out / "quality.json").write_text(json.dumps(results, indent=2))
+    (out / "quality.md").write_text(markdown(results))
+    return results
+
+
+def summarise(m: dict, timing: dict) -> dict:
+    a, adh = m["aggregate"], m["adherence"]["generated"]
+    g = adh.get
+    return {
+        "dice": a["dice_mean"], "dice_reference": a["dice_reference_mean"], "flow_epe_px": a["flow_epe_px"],
+        "warp_error": a["warp_error"], "warp_error_reference": a["warp_error_reference"],
+        "hu_abs_error": a["hu_abs_error_mean"],
+        "phase_auroc": (g("contrast_phase") or {}).get("auroc"), "phase_accuracy": (g("contrast_phase") or {}).get("accuracy"),
+        "fatty_auroc": (g("fatty_liver") or {}).get("auroc"), "lesion_auroc": (g("lesion") or {}).get("auroc"),
+        "fd_axial": m["distribution"].get("fd_axial"), "fd_coronal": m["distribution"].get("fd_coronal"),
+        "fd_sagittal": m["distribution"].get("fd_sagittal"),
+        "diversity_ms_ssim": (m["diversity"].get("ms_ssim") or {}).get("mean"),
+        "memorised_fraction": (m["privacy"].get("generated") or {}).get("fraction_above_threshold"),
+        "real_adherence": m["adherence"].get("real"),
+        "seconds_per_volume": float(np.median(timing["seconds"])) if timing["seconds"] else None,
+        "peak_mib_per_volume": float(np.median(timing["peak_mib"])) if timing["peak_mib"] else None,
+    }
+
+
+def _f(x, fmt="{:.3f}"):
+    if x is None:
+        return "n/a"
+    if isinstance(x, dict):
+        if x.get("mean") is None:
+            return "n/a"
+        lo, hi = x["ci95"]
+        return f"{fmt.format(x['mean'])} [{fmt.format(lo)}, {fmt.format(hi)}]"
+    return fmt.format(x)
+
+
+def markdown(r: dict) -> str:
+    lines = [f"Training budget {r['minutes']} min per model, the three side by side with "
+             f"{r['threads_per_model']} thread(s) each; {r['volumes']} volumes per model; 95% bootstrap CIs.", "",
+             "| figure | " + " | ".join(r["models"]) + " |", "| --- |" + " ---: |" * len(r["models"])]
+    rows = [("training steps", lambda n, v: str(r["training"][n]["steps"])),
+            ("Dice (segmenter on generated)", lambda n, v: _f(v["dice"])),
+            ("Dice ceiling (segmenter on real)", lambda n, v: _f(v["dice_reference"])),
+            ("flow EPE (px)", lambda n, v: _f(v["flow_epe_px"])),
+            ("warping error", lambda n, v: _f(v["warp_error"])),
+            ("warping error, real CT", lambda n, v: _f(v["warp_error_reference"])),
+            ("per-organ |HU median error|", lambda n, v: _f(v["hu_abs_error"], "{:.1f}")),
+            ("contrast phase AUROC / accuracy", lambda n, v: f"{_f(v['phase_auroc'], '{:.2f}')} / {_f(v['phase_accuracy'], '{:.2f}')}"),
+            ("steatosis AUROC", lambda n, v: _f(v["fatty_auroc"], "{:.2f}")),
+            ("lesion AUROC", lambda n, v: _f(v["lesion_auroc"], "{:.2f}")),
+            ("FD axial / coronal / sagittal (segmenter features)",
+             lambda n, v: f"{_f(v['fd_axial'], '{:.2f}')} / {_f(v['fd_coronal'], '{:.2f}')} / {_f(v['fd_sagittal'], '{:.2f}')}"),
+            ("MS-SSIM between seeds", lambda n, v: _f(v["diversity_ms_ssim"])),
+            ("slices with NCC >= 0.95 to a training slice", lambda n, v: _f(v["memorised_fraction"])),
+            ("time per volume (s, median)", lambda n, v: _f(v["seconds_per_volume"], "{:.1f}")),
+            ("peak memory growth per volume (MiB, median)", lambda n, v: _f(v["peak_mib_per_volume"], "{:.0f}"))]
+    for label, fn in rows:
+        lines.append(f"| {label} | " + " | ".join(fn(n, v) for n, v in r["models"].items()) + " |")
+    return "\n".join(lines) + "\n"

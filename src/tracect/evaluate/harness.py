@@ -1,0 +1,548 @@
+"""`tracect evaluate`: every figure of the evaluation for a set of generated volumes.
+
+Each generated volume is compared on its *evaluation grid*: the cache grid of its conditioning mask
+(body crop, ``size`` x ``size`` in-plane, the mask's slice spacing), built with the segmenter's
+preparation settings so that the segmenter, the flows and the training-slice bank all see data as in
+training. Figures are defined in docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tracect import __version__
+from tracect.evaluate import metrics as M
+from tracect.utils.jsonl import iter_jsonl
+from tracect.utils.paths import resolve_inside
+
+MISSING = None  # a figure that could not be computed: None in JSON, with a note saying why
+
+
+@dataclass
+class EvalEntry:
+    """One generated volume with what it was generated from."""
+
+    name: str
+    generated: Path
+    mask: Path
+    report: str = ""
+    reference: Path | None = None
+    vocabulary: str = "total"
+    mask_sha256: str | None = None
+    checkpoint: str | None = None
+    seed: int | None = None
+
+
+class EvaluationError(ValueError):
+    """Inputs the evaluation cannot use, with the reason."""
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+def collect_entries(generated: str | Path, reference: str | Path | None = None,
+                    allow_absolute: bool = False) -> list[EvalEntry]:
+    """Entries from a folder of generated volumes (their JSON sidecars) or a JSONL manifest with
+    ``generated``, ``mask`` and optionally ``reference``, ``report``, ``name``, ``vocabulary`` per line
+    (paths relative to the manifest, inside its folder unless ``allow_absolute``). ``reference``: a dataset folder whose ``images/NAME.*`` is the
+    real CT of the volume called ``NAME``."""
+    from tracect.data.layout import load_dataset
+
+    generated = Path(generated)
+    entries: list[EvalEntry] = []
+    if generated.is_dir():
+        for side in sorted(generated.glob("*.json")):
+            info = json.loads(side.read_text())
+            if not isinstance(info, dict) or "mask_sha256" not in info:
+                continue  # not a generation sidecar (a summary, say)
+            nifti = Path(info.get("files", {}).get("nifti", side.with_suffix(".nii.gz")))
+            if not nifti.is_absolute():
+                nifti = side.parent / nifti.name
+            if not nifti.exists():
+                nifti = side.with_name(side.stem + ".nii.gz")
+            if not info.get("mask_source"):
+                raise EvaluationError(f"{side}: the sidecar names no mask file (generated from a phantom "
+                                      "mask in memory?); use a manifest with 'mask'")
+            entries.append(EvalEntry(side.stem, nifti, Path(info["mask_source"]), info.get("report", ""),
+                                     vocabulary=info.get("vocabulary", "total"), mask_sha256=info["mask_sha256"],
+                                     checkpoint=info.get("checkpoint"), seed=info.get("seed")))
+    elif generated.is_file():
+        root = generated.parent
+
+        def inside(p):
+            return resolve_inside(p, root, allow_absolute)
+
+        for n, line in iter_jsonl(generated, EvaluationError):
+            if "generated" not in line or "mask" not in line:
+                raise EvaluationError(f"{generated}:{n}: each line needs 'generated' and 'mask'")
+            entries.append(EvalEntry(line.get("name", Path(line["generated"]).name.split(".")[0]),
+                                     inside(line["generated"]), inside(line["mask"]), line.get("report", ""),
+                                     inside(line["reference"]) if line.get("reference") else None,
+                                     line.get("vocabulary", "total"), checkpoint=line.get("checkpoint"),
+                                     seed=line.get("seed")))
+    else:
+        raise EvaluationError(f"{generated}: neither a folder of generated volumes nor a manifest")
+    if not entries:
+        raise EvaluationError(f"{generated}: no generated volumes found (no generation sidecars)")
+    if reference is not None:
+        ds = load_dataset(reference)
+        images = {c.case_id: c.image for c in ds.cases if c.image is not None}
+        for e in entries:
+            if e.reference is None:
+                base = _case_of(e.name, images)
+                e.reference = images.get(base) if base else None
+    return entries
+
+
+def _case_of(name: str, known) -> str | None:
+    """The reference case a generated volume belongs to: its name, or its name without a
+    ``__suffix`` (``phantom_031__cf`` -> ``phantom_031``)."""
+    if name in known:
+        return name
+    base = name.split("__")[0]
+    return base if base in known else None
+
+
+# ------------------------------------------------------------------------------------------ reports
+
+
+PHASES = ("arterial", "non-contrast")
+LESION_ORGANS = {"liver": ("liver", "hepatic"), "spleen": ("spleen", "splenic"), "kidney": ("kidney", "renal")}
+
+
+def findings_from_report(text: str) -> dict:
+    """What a (phantom-style) report states: contrast phase, steatosis, organs with a lesion.
+
+    Phase: "arterial" or "non-contrast" where the text says so, else None. Lesions: an organ counts
+    when a sentence names it together with a lesion or cyst and does not begin with "No"."""
+    t = text.lower()
+    phase = "arterial" if "arterial" in t else ("non-contrast" if "non-contrast" in t or "without intravenous contrast" in t else None)
+    fatty = ("steatosis" in t) or ("fatty liver" in t)
+    lesion = set()
+    for sentence in re.split(r"(?<=[.;])\s+|\n", t):
+        s = sentence.strip()
+        if not s or s.startswith("no ") or not re.search(r"lesion|cyst|mass", s):
+            continue
+        for organ, words in LESION_ORGANS.items():
+            if any(w in s for w in words):
+                lesion.add(organ)
+    return {"contrast_phase": phase, "fatty_liver": fatty, "lesion_organs": sorted(lesion)}
+
+
+def adherence_scores(hu: np.ndarray, labels: np.ndarray, vocab) -> dict:
+    """Measurements that answer the report's questions on one volume (HU on the evaluation grid):
+    aorta median HU (contrast phase), spleen minus liver median HU (steatosis: the liver falls below
+    the spleen), and per organ the 99th percentile of |HU - organ median| after a 3x3x3 median filter
+    inside the organ eroded by one voxel in-plane (a focal lesion stands out from its organ)."""
+    from scipy import ndimage
+
+    def ids(name):
+        return [i for i, n in vocab.labels.items() if n == name]
+
+    def med(name):
+        sel = np.isin(labels, ids(name))
+        return float(np.median(hu[sel])) if sel.sum() >= 20 else float("nan")
+
+    out = {"aorta_hu": med("aorta"), "liver_hu": med("liver"), "spleen_hu": med("spleen")}
+    out["spleen_minus_liver_hu"] = out["spleen_hu"] - out["liver_hu"]
+    smooth = ndimage.median_filter(hu.astype(np.float32), size=3)
+    lesion = {}
+    for organ in LESION_ORGANS:
+        sel = np.isin(labels, ids(organ))
+        inner = ndimage.binary_erosion(sel, structure=np.ones((1, 3, 3), bool))
+        if inner.sum() >= 20:
+            v = smooth[inner]
+            lesion[organ] = float(np.percentile(np.abs(v - np.median(v)), 99))
+    out["lesion_score"] = lesion
+    return out
+
+
+ARTERIAL_AORTA_HU = 120.0  # aorta median above this: read as arterial phase
+STEATOSIS_SPLEEN_MINUS_LIVER_HU = 10.0  # liver this far below the spleen: read as steatosis
+
+
+def adherence_summary(rows: list[dict]) -> dict:
+    """Accuracy and AUROC of each measurement against what the reports say; ``rows`` hold
+    ``findings`` and ``scores`` per volume."""
+    out = {}
+    ph = [(r["scores"]["aorta_hu"], r["findings"]["contrast_phase"] == "arterial") for r in rows
+          if r["findings"]["contrast_phase"] and np.isfinite(r["scores"]["aorta_hu"])]
+    if ph:
+        s, y = zip(*ph)
+        out["contrast_phase"] = {"n": len(ph), "positives": int(sum(y)), "auroc": _nan(M.auroc(s, y)),
+                                 "accuracy": float(np.mean([(a > ARTERIAL_AORTA_HU) == b for a, b in ph])),
+                                 "rule": f"aorta median > {ARTERIAL_AORTA_HU:.0f} HU = arterial",
+                                 "mean_aorta_hu_arterial": _nan(_mean([a for a, b in ph if b])),
+                                 "mean_aorta_hu_non_contrast": _nan(_mean([a for a, b in ph if not b]))}
+    fl = [(r["scores"]["spleen_minus_liver_hu"], r["findings"]["fatty_liver"]) for r in rows
+          if np.isfinite(r["scores"]["spleen_minus_liver_hu"])]
+    if fl:
+        s, y = zip(*fl)
+        out["fatty_liver"] = {"n": len(fl), "positives": int(sum(y)), "auroc": _nan(M.auroc(s, y)),
+                              "accuracy": float(np.mean([(a > STEATOSIS_SPLEEN_MINUS_LIVER_HU) == b for a, b in fl])),
+                              "rule": f"spleen - liver median > {STEATOSIS_SPLEEN_MINUS_LIVER_HU:.0f} HU = steatosis"}
+    les = [(r["scores"]["lesion_score"][o], o in r["findings"]["lesion_organs"]) for r in rows
+           for o in r["scores"]["lesion_score"]]
+    if les:
+        s, y = zip(*les)
+        out["lesion"] = {"n_organs": len(les), "positives": int(sum(y)), "auroc": _nan(M.auroc(s, y)),
+                         "rule": "99th percentile |HU - organ median| inside the organ; AUROC over organs"}
+    return out
+
+
+def _mean(v):
+    return float(np.mean(v)) if len(v) else float("nan")
+
+
+def _nan(x):
+    """JSON has no NaN: an undefined figure is written as null."""
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+
+
+# ------------------------------------------------------------------------------------------ features
+
+
+class TorchScriptFeatures:
+    """Slice features from a local TorchScript file (e.g. an Inception network the user has):
+    the module takes ``(N, 3, S, S)`` in [0, 1] and returns ``(N, D)``. Nothing is downloaded."""
+
+    def __init__(self, path: str | Path, size: int = 299):
+        import torch
+
+        path = Path(path)
+        if not path.is_file():
+            raise EvaluationError(f"feature extractor {path} does not exist (tracect never downloads weights)")
+        self.module = torch.jit.load(str(path), map_location="cpu").eval()
+        self.size = size
+        stem = path.name.lower()
+        self.name = "inception" if "inception" in stem else "torchscript"
+        self.note = f"{self.name} features from the local file {path.name}"
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(images), 32):
+                x = torch.from_numpy(np.ascontiguousarray(images[s:s + 32], np.float32))[:, None]
+                x = F.interpolate((x + 1) / 2, size=(self.size, self.size), mode="bilinear", align_corners=False)
+                out.append(self.module(x.repeat(1, 3, 1, 1)).reshape(len(x), -1).double().numpy())
+        return np.concatenate(out)
+
+
+def reformats(unit: np.ndarray, body: np.ndarray, every: int = 2) -> dict[str, np.ndarray]:
+    """2D views for the Fréchet distance: axial slices, and coronal / sagittal reformats through the
+    body (every ``every``-th), each ``(N, h, w)``; reformats show incoherence along z."""
+    area = body.reshape(len(body), -1).mean(1)
+    ax = unit[area >= 0.1]
+    cor_keep = np.where(body.any((0, 2)))[0][::every]
+    sag_keep = np.where(body.any((0, 1)))[0][::every]
+    return {"axial": ax, "coronal": np.stack([unit[:, i, :] for i in cor_keep]) if len(cor_keep) else unit[:0, 0],
+            "sagittal": np.stack([unit[:, :, i] for i in sag_keep]) if len(sag_keep) else unit[:0, 0]}
+
+
+def _resize_stack(images: np.ndarray, size: int) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    if len(images) == 0:
+        return np.zeros((0, size, size), np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(images, np.float32))[:, None]
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)[:, 0].numpy()
+
+
+# ------------------------------------------------------------------------------------------ one case
+
+
+@dataclass
+class CaseGrid:
+    """A case on its evaluation grid: HU ``(Z, H, W)`` generated and reference, labels, spacing."""
+
+    generated: np.ndarray
+    labels: np.ndarray
+    spacing: tuple
+    reference: np.ndarray | None = None
+    affine: np.ndarray = field(default=None, repr=False)
+
+
+def case_grid(entry: EvalEntry, prepare, vocab) -> CaseGrid:
+    """Read, remap and resample one entry onto its evaluation grid."""
+    from tracect.data.prepare import AIR_HU, output_grid
+    from tracect.data.resample import resample_to_grid
+    from tracect.generate.masks import prepare_mask
+    from tracect.io.readers import read_mask, read_volume
+    from tracect.io.volume import Volume
+    from tracect.labels.vocabulary import get_vocabulary
+
+    gm = prepare_mask(read_mask(entry.mask), get_vocabulary(entry.vocabulary), vocab)
+    canon = gm.labels
+    affine, shape = output_grid(canon, canon.array > 0, prepare)
+    labels = resample_to_grid(canon, affine, shape, order=0, dtype=np.uint8).array
+
+    def onto(path):
+        vol = read_volume(path).canonical()
+        return resample_to_grid(vol, affine, shape, order=1, cval=AIR_HU).array
+
+    gen = onto(entry.generated)
+    ref = onto(entry.reference) if entry.reference is not None else None
+    return CaseGrid(gen, labels, Volume(labels, affine).spacing, ref, affine)
+
+
+def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) -> tuple[dict, dict]:
+    """Per-case figures (JSON-ready) and the arrays the set-level figures need."""
+    from tracect.data.prepare import hu_to_unit
+    from tracect.evaluate.segmenter import organ_names
+
+    names = organ_names(vocab)
+    body = grid.labels > 0
+    unit = hu_to_unit(grid.generated, window)
+    row: dict = {"case": entry.name, "generated": str(entry.generated), "mask": str(entry.mask),
+                 "reference": str(entry.reference) if entry.reference else None, "report": entry.report,
+                 "seed": entry.seed, "grid": list(grid.generated.shape),
+                 "spacing_mm": [round(float(s), 4) for s in grid.spacing], "notes": []}
+    ref_unit = hu_to_unit(grid.reference, window) if grid.reference is not None else None
+    if segmenter is not None:
+        d, h = M.per_organ_overlap(segmenter.predict(unit, affine=grid.affine), grid.labels, names, grid.spacing)
+        row["dice"], row["hd95_mm"] = d, {k: _nan(v) for k, v in h.items()}
+        row["dice_mean"] = _nan(_mean([v for v in d.values() if np.isfinite(v)]))
+        if ref_unit is not None:
+            dr, _ = M.per_organ_overlap(segmenter.predict(ref_unit, affine=grid.affine), grid.labels, names, grid.spacing)
+            row["dice_reference"] = dr  # the segmenter on the real CT of this mask: the ceiling
+            row["dice_reference_mean"] = _nan(_mean([v for v in dr.values() if np.isfinite(v)]))
+    else:
+        row["dice"] = row["hd95_mm"] = {}
+        row["dice_mean"] = MISSING
+        row["notes"].append("Dice/HD95: no segmenter given (train one with `tracect segmenter train`)")
+    row["warp_error"] = M.warp_error(unit, body)
+    prof = M.ssim_profile(unit)
+    row["ssim_profile"], row["ssim_mean"] = prof, _nan(_mean(prof))
+    row["hu"] = M.organ_hu_stats(grid.generated, grid.labels, names)
+    if ref_unit is not None:
+        row["flow_epe_px"] = M.flow_epe(unit, ref_unit, body)
+        row["warp_error_reference"] = M.warp_error(ref_unit, body)
+        rp = M.ssim_profile(ref_unit)
+        row["ssim_profile_reference"], row["ssim_mean_reference"] = rp, _nan(_mean(rp))
+        ref_stats = M.organ_hu_stats(grid.reference, grid.labels, names)
+        for organ, s in row["hu"].items():
+            r = ref_stats.get(organ)
+            s["reference_median"] = r["median"] if r else None
+            s["reference_iqr"] = r["iqr"] if r else None
+            s["abs_median_error"] = abs(s["median"] - r["median"]) if r else None
+        errs = [s["abs_median_error"] for s in row["hu"].values() if s.get("abs_median_error") is not None]
+        row["hu_abs_error_mean"] = _nan(_mean(errs))
+    else:
+        row["flow_epe_px"] = row["warp_error_reference"] = row["ssim_profile_reference"] = MISSING
+        row["hu_abs_error_mean"] = MISSING
+        row["notes"].append("flow EPE and reference HU: no reference CT for this mask")
+    row["findings"] = findings_from_report(entry.report)
+    row["adherence_scores"] = adherence_scores(grid.generated, grid.labels, vocab)
+    arrays = {"unit": unit, "body": body, "ref_unit": ref_unit}
+    return row, arrays
+
+
+# ------------------------------------------------------------------------------------------ the set
+
+
+def _aggregate(rows: list[dict]) -> dict:
+    agg = {k: M.mean_ci([r.get(k) for r in rows]) for k in
+           ("dice_mean", "dice_reference_mean", "flow_epe_px", "warp_error", "warp_error_reference",
+            "ssim_mean", "ssim_mean_reference", "hu_abs_error_mean")}
+    organs = sorted({o for r in rows for o in r.get("dice", {})})
+    agg["dice_per_organ"] = {o: M.mean_ci([r["dice"].get(o) for r in rows]) for o in organs}
+    agg["hd95_per_organ_mm"] = {o: M.mean_ci([r["hd95_mm"].get(o) for r in rows]) for o in organs}
+    hu_organs = sorted({o for r in rows for o in r.get("hu", {})})
+    agg["hu_per_organ"] = {o: {"median": M.mean_ci([r["hu"].get(o, {}).get("median") for r in rows]),
+                               "reference_median": M.mean_ci([r["hu"].get(o, {}).get("reference_median") for r in rows]),
+                               "abs_median_error": M.mean_ci([r["hu"].get(o, {}).get("abs_median_error") for r in rows])}
+                           for o in hu_organs}
+    return _clean(agg)
+
+
+def _clean(x):
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return _nan(float(x))
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def training_bank(entries: list[EvalEntry], training_cache: str | Path | None, log=None) -> tuple[np.ndarray, str]:
+    """Signatures of every training slice (the checkpoint's cache, train split) and where they came from."""
+    from tracect.data.cache import PreparedCache
+
+    if training_cache is None:
+        for e in entries:
+            if e.checkpoint:
+                ck = Path(e.checkpoint)
+                for cand in (ck / "data.json", ck.parent / "data.json", ck.parent.parent / "data.json"):
+                    if cand.is_file():
+                        training_cache = json.loads(cand.read_text()).get("cache")
+                        break
+            if training_cache:
+                break
+    if training_cache is None or not Path(training_cache).is_dir():
+        return np.zeros((0, 1024), np.float32), ""
+    cache = PreparedCache(training_cache)
+    sigs = []
+    for i, m in enumerate(cache.cases):
+        if m["split"] == "train":
+            arr = cache.case(i)
+            sigs.append(M.slice_signatures(np.asarray(arr.image, np.float32), np.asarray(arr.body) > 0))
+    return (np.concatenate(sigs) if sigs else np.zeros((0, 1024), np.float32)), str(training_cache)
+
+
+def real_adherence(reference: str | Path, vocab, prepare, limit: int = 200) -> list[dict]:
+    """The adherence measurements on the real volumes of a dataset (image, mask and report each)."""
+    from tracect.data.layout import load_dataset
+
+    ds = load_dataset(reference)
+    rows = []
+    for c in ds.cases[:limit]:
+        if c.image is None or c.mask is None or not c.report:
+            continue
+        e = EvalEntry(c.case_id, c.image, c.mask, c.report, vocabulary=ds.vocabulary.name if ds.vocabulary.name in
+                      ("total", "tracect") else "total")
+        g = case_grid(e, prepare, vocab)
+        rows.append({"case": c.case_id, "findings": findings_from_report(c.report),
+                     "scores": adherence_scores(g.generated, g.labels, vocab)})
+    return rows
+
+
+def evaluate(entries: list[EvalEntry], out: str | Path, *, segmenter=None, features: str | None = None,
+             reference_dataset: str | Path | None = None, training_cache: str | Path | None = None,
+             ncc_threshold: float = 0.95, html: bool = True, progress: bool = True, log=print) -> dict:
+    """Evaluate ``entries``; write ``out/metrics.json`` (and ``out/report.html``); return the metrics."""
+    from tqdm import tqdm
+
+    from tracect.data.prepare import PrepareConfig
+    from tracect.evaluate.segmenter import Segmenter
+    from tracect.labels.vocabulary import Vocabulary, get_vocabulary
+    from tracect.utils.atomic import write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(segmenter, (str, Path)):
+        segmenter = Segmenter.load(segmenter)
+    if segmenter is not None:
+        prepare = PrepareConfig.from_json(segmenter.info["prepare"])
+        vocab = Vocabulary.from_json(segmenter.info["vocabulary"])
+    else:
+        prepare, vocab = PrepareConfig(), get_vocabulary("tracect")
+    window = prepare.hu_window
+    notes: list[str] = []
+
+    rows, arrays, viewer = [], [], []
+    for e in tqdm(entries, desc="evaluate", unit="volume", disable=not progress):
+        grid = case_grid(e, prepare, vocab)
+        row, arr = evaluate_case(e, grid, segmenter, vocab, window)
+        rows.append(row)
+        arrays.append(arr)
+        viewer.append((e.name, grid))
+
+    # Fréchet distance on axial slices and coronal / sagittal reformats, generated vs reference
+    extractor, fe_info = None, {"name": None, "note": ""}
+    if features:
+        extractor = TorchScriptFeatures(features)
+        fe_info = {"name": extractor.name, "note": extractor.note}
+    elif segmenter is not None and hasattr(segmenter, "features"):
+        extractor = segmenter.features
+        fe_info = {"name": "segmenter-encoder",
+                   "note": "pooled deepest encoder block of the tracect segmenter (trained on the cache): "
+                           "NOT Inception features; figures are comparable only between runs that use the "
+                           "same segmenter"}
+    distribution: dict = {"feature_extractor": fe_info["name"]}
+    refs = [a for a in arrays if a["ref_unit"] is not None]
+    if extractor is None:
+        distribution["note"] = "no feature extractor: give --segmenter or --features FILE"
+    elif not refs:
+        distribution["note"] = "no reference CTs: give --reference"
+    else:
+        size = segmenter.config.size if segmenter is not None else 64
+        for view in ("axial", "coronal", "sagittal"):
+            g = np.concatenate([_resize_stack(reformats(a["unit"], a["body"])[view], size) for a in arrays])
+            r = np.concatenate([_resize_stack(reformats(a["ref_unit"], a["body"])[view], size) for a in refs])
+            distribution[f"fd_{view}"] = _nan(M.frechet_distance(extractor(g), extractor(r)))
+            distribution[f"n_{view}"] = [int(len(g)), int(len(r))]
+
+    # diversity: volumes that share mask and report (different seeds)
+    groups: dict = {}
+    for e, a in zip(entries, arrays):
+        groups.setdefault((e.mask_sha256 or str(e.mask), e.report), []).append(a["unit"])
+    pairs = [(v[i], v[j]) for v in groups.values() for i in range(len(v)) for j in range(i + 1, len(v))
+             if v[i].shape == v[j].shape]
+    diversity = {"pairs": len(pairs)}
+    if pairs:
+        vals = [M.volume_ms_ssim(a, b) for a, b in pairs]
+        diversity.update(ms_ssim=M.mean_ci(vals), note="mean axial MS-SSIM between volumes of the same mask and "
+                         "report with different seeds (1 = identical; lower = more diverse)")
+    else:
+        diversity["note"] = "no two volumes share mask and report: generate some with several seeds"
+
+    # memorisation: nearest training slice of each generated slice vs of each real held-out slice
+    bank, bank_src = training_bank(entries, training_cache)
+    privacy: dict = {"threshold": ncc_threshold, "training_cache": bank_src or None, "training_slices": int(len(bank))}
+    if len(bank):
+        def dist(sigs):
+            ncc = M.nearest_ncc(sigs, bank)
+            if not len(ncc):
+                return None
+            return {"n": int(len(ncc)), "median": float(np.median(ncc)), "p90": float(np.percentile(ncc, 90)),
+                    "p99": float(np.percentile(ncc, 99)), "max": float(ncc.max()),
+                    "fraction_above_threshold": float((ncc >= ncc_threshold).mean())}
+        privacy["generated"] = dist(np.concatenate([M.slice_signatures(a["unit"], a["body"]) for a in arrays]))
+        privacy["real_held_out"] = (dist(np.concatenate([M.slice_signatures(a["ref_unit"], a["body"]) for a in refs]))
+                                    if refs else None)
+        privacy["note"] = ("highest normalised cross-correlation (32x32, zero-mean) of each slice with any "
+                           "training slice; real held-out slices are the yardstick")
+    else:
+        privacy["note"] = "no training cache found (give --training-cache or evaluate volumes with a checkpoint)"
+
+    adherence = {"generated": adherence_summary([{"findings": r["findings"], "scores": r["adherence_scores"]}
+                                                 for r in rows])}
+    if reference_dataset is not None:
+        adherence["real"] = adherence_summary(real_adherence(reference_dataset, vocab, prepare))
+    else:
+        adherence["real"] = None
+        notes.append("report adherence on real volumes: no --reference dataset")
+
+    metrics = _clean({
+        "tracect_version": __version__, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "settings": {"cases": len(entries), "grid_size": prepare.size, "hu_window": list(window),
+                     "reference_dataset": str(reference_dataset) if reference_dataset else None,
+                     "ncc_threshold": ncc_threshold},
+        "feature_extractor": fe_info,
+        "segmenter": ({"name": segmenter.name, "checkpoint": str(segmenter.path),
+                       "reference_dice": segmenter.info.get("reference_dice"),
+                       "reference_split": segmenter.info.get("reference_split")} if segmenter is not None else None),
+        "cases": rows, "aggregate": _aggregate(rows), "distribution": distribution, "adherence": adherence,
+        "diversity": diversity, "privacy": privacy, "notes": notes,
+    })
+    write_json(out / "metrics.json", metrics)
+    if html:
+        write_html(out / "report.html", metrics, viewer, vocab)
+    if log:
+        a = metrics["aggregate"]
+        log(f"evaluated {len(rows)} volumes: Dice {a['dice_mean']['mean']}, flow EPE {a['flow_epe_px']['mean']} px, "
+            f"warp error {a['warp_error']['mean']}; {out / 'metrics.json'}")
+    return metrics
+
+
+def write_html(path: Path, metrics: dict, viewer, vocab) -> Path:
+    from tracect.evaluate.report import ViewerCase, write_report
+
+    names = {i: n for i, n in vocab.labels.items() if i != 0}
+    cases = [ViewerCase(name, g.generated, g.labels, tuple(float(s) for s in g.spacing), g.reference, names)
+             for name, g in viewer]
+    return write_report(path, metrics, cases)

@@ -1,0 +1,228 @@
+"""Evaluation metrics on canonical arrays. Every function is pure; definitions are in docs/evaluation.md.
+
+Conventions: volumes are ``(Z, H, W)`` on one grid (canonical layout, z toward inferior); ``unit``
+intensities are HU mapped to [-1, 1] by the cache's window; ``body`` is a boolean ``(Z, H, W)``;
+``spacing`` is ``(z, y, x)`` in mm. A figure that cannot be computed is ``nan`` (never 0), and the
+caller records why.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from tracect.data.flow import slice_flows, warp
+
+# ---------------------------------------------------------------------------------------- anatomy
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two boolean arrays; ``nan`` when both are empty (nothing to agree on)."""
+    a, b = a.astype(bool), b.astype(bool)
+    s = a.sum() + b.sum()
+    return float(2.0 * np.logical_and(a, b).sum() / s) if s else float("nan")
+
+
+def _surface(m: np.ndarray) -> np.ndarray:
+    return m & ~ndimage.binary_erosion(m, border_value=0)
+
+
+def hd95(a: np.ndarray, b: np.ndarray, spacing) -> float:
+    """Symmetric 95th-percentile Hausdorff distance (mm) between the surfaces of two boolean masks;
+    ``nan`` if either is empty."""
+    a, b = a.astype(bool), b.astype(bool)
+    if not a.any() or not b.any():
+        return float("nan")
+    sa, sb = _surface(a), _surface(b)
+    da = ndimage.distance_transform_edt(~sb, sampling=spacing)[sa]  # a's surface to b's
+    db = ndimage.distance_transform_edt(~sa, sampling=spacing)[sb]
+    return float(np.percentile(np.concatenate([da, db]), 95))
+
+
+def per_organ_overlap(pred: np.ndarray, truth: np.ndarray, names: dict[int, str], spacing,
+                      min_voxels: int = 20) -> tuple[dict, dict]:
+    """Dice and HD95 per organ of ``truth`` with at least ``min_voxels`` voxels (background and body
+    envelope excluded by the caller through ``names``)."""
+    d, h = {}, {}
+    for i, name in names.items():
+        t = truth == i
+        if t.sum() < min_voxels:
+            continue
+        p = pred == i
+        d[name] = dice(p, t)
+        h[name] = hd95(p, t, spacing)
+    return d, h
+
+
+# ---------------------------------------------------------------------------------------- coherence
+
+
+def flow_epe(generated: np.ndarray, reference: np.ndarray, body: np.ndarray, method: str = "dis") -> float:
+    """Mean end-point error (px) between the flows of neighbouring generated slices and those of the
+    reference slices, inside the body of both slices of each pair; averaged over pairs."""
+    fg, fr = slice_flows(generated, method), slice_flows(reference, method)  # (Z-1, 2, H, W)
+    errs = []
+    for k in range(len(fg)):
+        m = body[k] & body[k + 1]
+        if m.sum() >= 20:
+            errs.append(float(np.sqrt(((fg[k] - fr[k]) ** 2).sum(0))[m].mean()))
+    return float(np.mean(errs)) if errs else float("nan")
+
+
+def warp_error(unit: np.ndarray, body: np.ndarray, method: str = "dis") -> float:
+    """Reference-free warping error: mean over pairs of mean|warp(s[k+1], flow_k) - s[k]| inside the body,
+    divided by the volume's mean absolute deviation inside the body, with flow_k the flow from slice
+    k to k+1 of the same volume. 0: neighbours differ only by smooth motion; larger: change between
+    neighbours that motion does not explain, in units of the volume's own contrast (so a global
+    intensity scale or shift leaves it unchanged)."""
+    flows = slice_flows(unit, method)
+    b = body.astype(bool)
+    if b.sum() < 20:
+        return float("nan")
+    spread = float(np.abs(unit[b] - unit[b].mean()).mean())
+    res = []
+    for k in range(len(unit) - 1):
+        m = b[k]
+        if m.sum() < 20:
+            continue
+        res.append(float(np.abs(warp(unit[k + 1].astype(np.float32), flows[k]) - unit[k])[m].mean()))
+    if not res:
+        return float("nan")
+    return float(np.mean(res)) / spread if spread else 0.0
+
+
+def ssim2d(a: np.ndarray, b: np.ndarray, data_range: float = 2.0, sigma: float = 1.5) -> float:
+    """Mean SSIM of two 2D images with a Gaussian window (Wang et al. 2004 constants)."""
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    f = lambda x: ndimage.gaussian_filter(x, sigma, mode="reflect", truncate=3.5)  # noqa: E731
+    ma, mb = f(a), f(b)
+    va, vb, cab = f(a * a) - ma ** 2, f(b * b) - mb ** 2, f(a * b) - ma * mb
+    s = ((2 * ma * mb + c1) * (2 * cab + c2)) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2))
+    return float(s.mean())
+
+
+def ssim_profile(unit: np.ndarray, data_range: float = 2.0) -> list[float]:
+    """SSIM of each slice with the next along z: ``Z - 1`` values."""
+    return [ssim2d(unit[k], unit[k + 1], data_range) for k in range(len(unit) - 1)]
+
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003
+
+
+def ms_ssim2d(a: np.ndarray, b: np.ndarray, data_range: float = 2.0) -> float:
+    """Multi-scale SSIM of two 2D images, with as many of the five standard scales as keep the coarsest
+    side >= 11 px (3 at 64 px); the weights of the scales used are renormalised."""
+    n = max(1, min(5, int(math.floor(math.log2(min(a.shape) / 11.0))) + 1))
+    w = np.array(MS_SSIM_WEIGHTS[:n]) / sum(MS_SSIM_WEIGHTS[:n])
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    f = lambda x: ndimage.gaussian_filter(x, 1.5, mode="reflect", truncate=3.5)  # noqa: E731
+    value = 1.0
+    for s in range(n):
+        ma, mb = f(a), f(b)
+        va, vb, cab = f(a * a) - ma ** 2, f(b * b) - mb ** 2, f(a * b) - ma * mb
+        cs = float(((2 * cab + c2) / (va + vb + c2)).mean())
+        if s == n - 1:
+            lum = float(((2 * ma * mb + c1) / (ma ** 2 + mb ** 2 + c1)).mean())
+            value *= max(lum * cs, 0.0) ** w[s]
+        else:
+            value *= max(cs, 0.0) ** w[s]
+            a = a[: a.shape[0] // 2 * 2, : a.shape[1] // 2 * 2].reshape(a.shape[0] // 2, 2, a.shape[1] // 2, 2).mean((1, 3))
+            b = b[: b.shape[0] // 2 * 2, : b.shape[1] // 2 * 2].reshape(b.shape[0] // 2, 2, b.shape[1] // 2, 2).mean((1, 3))
+    return float(value)
+
+
+def volume_ms_ssim(a: np.ndarray, b: np.ndarray, data_range: float = 2.0) -> float:
+    """Mean axial-slice MS-SSIM of two volumes on one grid (diversity: lower = more diverse)."""
+    return float(np.mean([ms_ssim2d(a[k], b[k], data_range) for k in range(len(a))]))
+
+
+# ---------------------------------------------------------------------------------------- intensity
+
+
+def organ_hu_stats(hu: np.ndarray, labels: np.ndarray, names: dict[int, str], min_voxels: int = 20) -> dict:
+    """Per organ: median and interquartile range (HU) of ``hu`` inside ``labels == id``."""
+    out = {}
+    for i, name in names.items():
+        v = hu[labels == i]
+        if v.size >= min_voxels:
+            q1, med, q3 = np.percentile(v, [25, 50, 75])
+            out[name] = {"median": float(med), "iqr": float(q3 - q1), "voxels": int(v.size)}
+    return out
+
+
+def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets ``(N, D)`` (the FID formula)."""
+    from scipy import linalg
+
+    if len(f1) < 2 or len(f2) < 2:
+        return float("nan")
+    m1, m2 = f1.mean(0), f2.mean(0)
+    c1, c2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    covmean, _ = linalg.sqrtm(c1 @ c2, disp=False)
+    if not np.isfinite(covmean).all():  # singular product: regularise as the FID reference code does
+        eps = np.eye(len(c1)) * 1e-6
+        covmean = linalg.sqrtm((c1 + eps) @ (c2 + eps))
+    covmean = covmean.real
+    return float(((m1 - m2) ** 2).sum() + np.trace(c1) + np.trace(c2) - 2 * np.trace(covmean))
+
+
+# ---------------------------------------------------------------------------------------- statistics
+
+
+def auroc(scores, labels) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties count half); ``nan`` without both classes."""
+    s, y = np.asarray(scores, float), np.asarray(labels, bool)
+    pos, neg = s[y], s[~y]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
+
+
+def mean_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Mean and percentile-bootstrap confidence interval of finite ``values`` (fixed seed: the report
+    is reproducible). One value: the interval is that value; none: ``nan``."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
+    if v.size == 0:
+        return {"mean": float("nan"), "ci95": [float("nan"), float("nan")], "n": 0}
+    if v.size == 1:
+        return {"mean": float(v[0]), "ci95": [float(v[0]), float(v[0])], "n": 1}
+    rng = np.random.default_rng(seed)
+    boots = v[rng.integers(0, v.size, (n_boot, v.size))].mean(1)
+    a = (1 - level) / 2
+    return {"mean": float(v.mean()), "ci95": [float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))],
+            "n": int(v.size)}
+
+
+# ---------------------------------------------------------------------------------------- privacy
+
+
+def slice_signatures(unit: np.ndarray, body: np.ndarray, size: int = 32, min_body: float = 0.1) -> np.ndarray:
+    """Zero-mean, unit-norm signatures ``(N, size*size)`` of the axial slices whose body covers at
+    least ``min_body`` of the frame (area-downsampled): their dot product is the normalised
+    cross-correlation."""
+    import torch
+    import torch.nn.functional as F
+
+    keep = body.reshape(len(body), -1).mean(1) >= min_body
+    if not keep.any():
+        return np.zeros((0, size * size), np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(unit[keep], dtype=np.float32))[:, None]
+    x = F.adaptive_avg_pool2d(x, size).flatten(1)
+    x = x - x.mean(1, keepdim=True)
+    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    return x.numpy()
+
+
+def nearest_ncc(queries: np.ndarray, bank: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """For each query signature, its highest normalised cross-correlation with any signature in ``bank``."""
+    if len(queries) == 0 or len(bank) == 0:
+        return np.zeros(0, np.float32)
+    best = np.full(len(queries), -1.0, np.float32)
+    for s in range(0, len(bank), chunk):
+        best = np.maximum(best, (queries @ bank[s:s + chunk].T).max(1))
+    return best

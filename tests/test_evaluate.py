@@ -1,0 +1,228 @@
+"""Evaluation harness: every metric on constructed cases with known answers, and the controls."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tracect.evaluate import metrics as M
+from tracect.evaluate.harness import (EvalEntry, EvaluationError, collect_entries, evaluate,
+                                      findings_from_report)
+from tracect.io import Volume, read_volume
+from tracect.io.readers import write_volume
+
+
+# ----------------------------------------------------------------------------- metric functions
+
+
+def test_dice_and_hd95_known_answers():
+    a = np.zeros((10, 20, 20), bool)
+    a[2:8, 5:15, 5:15] = True
+    b = np.roll(a, 2, axis=2)  # shifted by 2 voxels along x
+    assert M.dice(a, a) == 1.0
+    assert M.dice(a, b) == pytest.approx(2 * 6 * 10 * 8 / (2 * 600))
+    assert np.isnan(M.dice(a & False, b & False))  # nothing to agree on: undefined, never 0 or 1
+    assert M.hd95(a, a, (1, 1, 1)) == 0.0
+    assert M.hd95(a, b, (1, 1, 1)) == pytest.approx(2.0)
+    assert M.hd95(a, b, (1, 1, 3)) == pytest.approx(6.0)  # mm, from the spacing
+    assert np.isnan(M.hd95(a, a & False, (1, 1, 1)))
+
+
+def test_auroc_ci_frechet_ms_ssim_known_answers():
+    assert M.auroc([3, 4, 1, 2], [1, 1, 0, 0]) == 1.0
+    assert M.auroc([1, 2, 3, 4], [1, 1, 0, 0]) == 0.0
+    assert M.auroc([1, 1], [1, 0]) == 0.5
+    assert np.isnan(M.auroc([1, 2], [1, 1]))
+    ci = M.mean_ci([1.0, 2.0, 3.0, float("nan"), None])
+    assert ci["mean"] == 2.0 and ci["n"] == 3 and ci["ci95"][0] <= 2.0 <= ci["ci95"][1]
+    assert M.mean_ci([])["n"] == 0 and np.isnan(M.mean_ci([])["mean"])
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(500, 4))
+    assert M.frechet_distance(f, f) == pytest.approx(0.0, abs=1e-6)
+    assert M.frechet_distance(f, f + 3.0) == pytest.approx(4 * 9.0, rel=1e-3)  # |mean shift|^2
+    img = rng.uniform(-1, 1, (64, 64))
+    assert M.ms_ssim2d(img, img) == pytest.approx(1.0)
+    assert M.ms_ssim2d(img, rng.uniform(-1, 1, (64, 64))) < 0.3
+    assert M.ssim2d(img, img) == pytest.approx(1.0)
+
+
+def test_memorisation_ncc_finds_a_copied_slice():
+    rng = np.random.default_rng(1)
+    vol = rng.uniform(-1, 1, (6, 64, 64)).astype(np.float32)
+    body = np.ones_like(vol, bool)
+    bank = M.slice_signatures(vol, body)
+    same = M.nearest_ncc(M.slice_signatures(vol[:2] * 0.5 + 0.1, body[:2]), bank)  # affine copies
+    other = M.nearest_ncc(M.slice_signatures(rng.uniform(-1, 1, (2, 64, 64)), body[:2]), bank)
+    assert np.allclose(same, 1.0, atol=1e-5) and (other < 0.5).all()
+
+
+def test_findings_are_read_from_phantom_reports():
+    from tracect.phantom.reports import write_report
+
+    base = {"contrast_phase": "arterial", "fatty_liver": True, "body_region": "abdomen",
+            "structures": ["liver", "spleen", "kidney_left", "aorta"], "slice_thickness_mm": 3.0,
+            "lesions": [{"organ": "kidney_left", "location": "upper pole of the left kidney", "kind": "cyst",
+                         "diameter_mm": 18.0}]}
+    for seed in range(5):
+        f = findings_from_report(write_report(base, np.random.default_rng(seed)))
+        assert f == {"contrast_phase": "arterial", "fatty_liver": True, "lesion_organs": ["kidney"]}
+        neg = dict(base, contrast_phase="non-contrast", fatty_liver=False, lesions=[])
+        assert findings_from_report(write_report(neg, np.random.default_rng(seed))) == \
+            {"contrast_phase": "non-contrast", "fatty_liver": False, "lesion_organs": []}
+
+
+# ----------------------------------------------------------------------------- the harness
+
+
+@pytest.fixture(scope="module")
+def real_eval(tmp_path_factory, real_dir):
+    """The real case prepared at 32 px (the segmenter down-samples 4 times), a segmenter trained briefly on it, and a work folder."""
+    from tracect.data.prepare import PrepareConfig, prepare_dataset
+    from tracect.evaluate.segmenter import SegmenterConfig, train_segmenter
+
+    from conftest import link_real_case
+
+    root = tmp_path_factory.mktemp("eval")
+    ds = link_real_case(root / "ds", real_dir)
+    prepare_dataset(ds, root / "cache", PrepareConfig(size=32), progress=False)
+    seg_dir = root / "seg"
+    train_segmenter(root / "cache", seg_dir, SegmenterConfig(size=32, features=(8, 8, 8, 16, 16, 8), max_steps=30,
+                                                             batch_size=8, max_minutes=None), progress=False, log=None)
+    return {"root": root, "ds": ds, "cache": root / "cache", "seg": seg_dir, "ct": real_dir / "ct.nii.gz",
+            "mask": real_dir / "seg.nii.gz"}
+
+
+def _manifest(folder, lines):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "manifest.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+def _variant(real_eval, name, fn):
+    """A copy of the real CT changed by ``fn`` (canonical array -> array), written beside the others."""
+    ct = read_volume(real_eval["ct"])
+    can = ct.canonical()
+    out = real_eval["root"] / "vols" / f"{name}.nii.gz"
+    out.parent.mkdir(exist_ok=True)
+    write_volume(Volume(fn(can.array.astype(np.float32)).astype(np.int16), can.affine), out)
+    return out
+
+
+def _evaluate_one(real_eval, name, fn, **kw):
+    vol = _variant(real_eval, name, fn)
+    root = real_eval["root"]
+    man = _manifest(root / name, [{"name": name, "generated": str(vol), "mask": str(real_eval["mask"]),
+                                   "reference": str(real_eval["ct"])}])
+    entries = collect_entries(man, allow_absolute=True)
+    return evaluate(entries, root / name / "report", segmenter=real_eval["seg"], html=False, progress=False,
+                    log=None, training_cache=real_eval["cache"], **kw)
+
+
+def test_controls_move_the_metrics_the_expected_way(real_eval):
+    same = _evaluate_one(real_eval, "copy", lambda a: a)
+    c = same["cases"][0]
+    # a volume against itself: Dice equals the segmenter's own agreement on the real CT, no flow error
+    assert c["dice"] == c["dice_reference"] and len(c["dice"]) >= 5
+    assert c["flow_epe_px"] == pytest.approx(0.0, abs=1e-6)
+    assert c["warp_error"] == pytest.approx(c["warp_error_reference"], abs=1e-9)
+    assert c["hu_abs_error_mean"] == pytest.approx(0.0, abs=1.0)
+
+    rng = np.random.default_rng(0)
+    shuffled = _evaluate_one(real_eval, "shuffled", lambda a: a[rng.permutation(len(a))])
+    s = shuffled["cases"][0]
+    assert s["flow_epe_px"] > 0.5  # px on a 32 px grid
+    assert s["warp_error"] > c["warp_error"] + 0.1
+    assert s["ssim_mean"] < c["ssim_mean"] - 0.05
+
+    shifted = _evaluate_one(real_eval, "shifted", lambda a: a + 100.0)
+    h = shifted["cases"][0]
+    soft = [o for o, v in h["hu"].items() if o not in ("bone", "other") and v["reference_median"] is not None
+            and v["reference_median"] < 800]
+    assert len(soft) >= 4
+    for o in soft:
+        assert h["hu"][o]["median"] - h["hu"][o]["reference_median"] == pytest.approx(100.0, abs=2.0)
+    assert h["flow_epe_px"] < 0.3  # a uniform shift is not incoherence
+
+    # memorisation: the real case was in the segmenter's (training) cache, so its slices are "copies"
+    assert same["privacy"]["generated"]["fraction_above_threshold"] > 0.9
+    assert same["distribution"]["feature_extractor"] == "segmenter-encoder"
+    assert same["distribution"]["fd_axial"] == pytest.approx(0.0, abs=1e-6)
+    assert shuffled["distribution"]["fd_coronal"] > 0.0
+
+
+def test_evaluation_is_deterministic_and_renders(real_eval, tmp_path):
+    a = _evaluate_one(real_eval, "det_a", lambda x: x + 50.0)
+    b = _evaluate_one(real_eval, "det_b", lambda x: x + 50.0)
+    for k in ("aggregate", "distribution", "privacy", "adherence"):
+        assert a[k] == b[k], k
+    ra, rb = dict(a["cases"][0]), dict(b["cases"][0])
+    for r in (ra, rb):
+        r.pop("case"), r.pop("generated")
+    assert ra == rb
+
+
+def test_missing_components_say_why(real_eval, tmp_path):
+    vol = _variant(real_eval, "plain", lambda a: a)
+    man = _manifest(tmp_path, [{"generated": str(vol), "mask": str(real_eval["mask"])}])
+    with pytest.raises(Exception, match="absolute"):
+        collect_entries(man)  # manifest paths stay inside its folder unless allowed
+    m = evaluate(collect_entries(man, allow_absolute=True), tmp_path / "r", segmenter=None, html=False,
+                 progress=False, log=None)
+    c = m["cases"][0]
+    assert c["dice_mean"] is None and c["flow_epe_px"] is None
+    assert any("no segmenter" in n for n in c["notes"]) and any("no reference" in n for n in c["notes"])
+    assert "no feature extractor" in m["distribution"]["note"]
+    assert "no training cache" in m["privacy"]["note"]
+    assert "no two volumes" in m["diversity"]["note"]
+    with pytest.raises(EvaluationError, match="never downloads"):
+        evaluate(collect_entries(man, allow_absolute=True), tmp_path / "r2", features=str(tmp_path / "none.pt"),
+                 html=False, progress=False, log=None)
+    from tracect.evaluate.external import TotalSegmentatorSegmenter
+    import shutil
+
+    if shutil.which("TotalSegmentator") is None:
+        with pytest.raises(EvaluationError, match="not installed"):
+            TotalSegmentatorSegmenter()
+    with pytest.raises(EvaluationError, match="no generated volumes"):
+        collect_entries(tmp_path / "r")
+
+
+def test_torchscript_features_are_pluggable(real_eval, tmp_path):
+    import torch
+
+    class Tiny(torch.nn.Module):
+        def forward(self, x):
+            return torch.stack([x.mean((1, 2, 3)), x.std((1, 2, 3))], 1)
+
+    path = tmp_path / "inception_like.pt"
+    torch.jit.script(Tiny()).save(str(path))
+    m = _evaluate_one(real_eval, "ts", lambda a: a, features=str(path))
+    assert m["feature_extractor"]["name"] == "inception" and "local file" in m["feature_extractor"]["note"]
+    assert m["distribution"]["fd_axial"] == pytest.approx(0.0, abs=1e-8)
+
+
+def test_cli_evaluates_generated_folder_with_html(real_eval, tmp_path):
+    """End to end: a tiny model generates two seeds of one mask; `tracect evaluate` writes both files."""
+    from tracect.cli.main import main
+    from tracect.config import load_config
+    from tracect.train.trainer import Trainer
+
+    run = tmp_path / "run"
+    Trainer(load_config("tiny").replace(model={"image_size": 32}, train={"max_steps": 2}), real_eval["cache"], run, progress=False).fit()
+    gen_dir = tmp_path / "gen"
+    for seed in (0, 1):
+        assert main(["generate", "--checkpoint", str(run), "--mask", str(real_eval["mask"]), "--seed", str(seed),
+                     "--steps", "2", "--out", str(gen_dir / f"s0011__seed{seed}.nii.gz"), "--no-pictures"]) == 0
+    out = tmp_path / "report"
+    assert main(["evaluate", "--generated", str(gen_dir), "--reference", str(real_eval["ds"]),
+                 "--segmenter", str(real_eval["seg"]), "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert len(m["cases"]) == 2 and all(c["reference"] for c in m["cases"])  # matched by name
+    assert m["diversity"]["pairs"] == 1 and 0 < m["diversity"]["ms_ssim"]["mean"] < 1
+    assert m["privacy"]["training_slices"] > 0  # found through the checkpoint's data.json
+    assert m["adherence"]["real"] is not None
+    html = (out / "report.html").read_text()
+    assert "segmenter-encoder" in html and "s0011__seed1" in html
