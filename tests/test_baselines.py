@@ -37,6 +37,12 @@ def test_baseline_trains_and_generates_any_length(preset, tiny_cache, real_dir, 
             assert r.ct.shape == mask.shape and np.allclose(r.ct.affine, mask.affine)
             if config.model.kind == "3d":
                 assert r.info["windows"] == 1  # the whole volume in one network window
+                if n > 8 and mode == "parallel":  # or in windows of its training block, fused
+                    w = gen.generate(mask, "", seed=0, mode=mode, steps=2, window=8, overlap=2)
+                    assert w.ct.shape == mask.shape and w.info["windows"] == len(range(0, n - 8, 6)) + 1
+                elif n > 8:
+                    with pytest.raises(ValueError, match="parallel"):
+                        gen.generate(mask, "", seed=0, mode=mode, steps=2, window=8, overlap=2)
             else:
                 assert r.info["windows"] == r.canonical.shape[0]  # one independent window per slice
 

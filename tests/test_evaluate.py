@@ -28,6 +28,10 @@ def test_dice_and_hd95_known_answers():
     assert M.hd95(a, b, (1, 1, 1)) == pytest.approx(2.0)
     assert M.hd95(a, b, (1, 1, 3)) == pytest.approx(6.0)  # mm, from the spacing
     assert np.isnan(M.hd95(a, a & False, (1, 1, 1)))
+    labels = a.astype(np.uint8) * 3
+    d, h, missed = M.per_organ_overlap(np.zeros_like(labels), labels, {3: "liver"}, (1, 1, 1))
+    assert d["liver"] == 0 and missed == ["liver"]
+    assert h["liver"] == pytest.approx(np.sqrt(10 ** 2 + 20 ** 2 + 20 ** 2))  # a miss is the worst distance
 
 
 def test_auroc_ci_frechet_ms_ssim_known_answers():
@@ -38,6 +42,12 @@ def test_auroc_ci_frechet_ms_ssim_known_answers():
     ci = M.mean_ci([1.0, 2.0, 3.0, float("nan"), None])
     assert ci["mean"] == 2.0 and ci["n"] == 3 and ci["ci95"][0] <= 2.0 <= ci["ci95"][1]
     assert M.mean_ci([])["n"] == 0 and np.isnan(M.mean_ci([])["mean"])
+    assert np.isnan(M.mean_ci([5.0])["ci95"][0])  # one value: no interval, not a zero-width one
+    # volumes of one mask are one cluster: two masks give a wider interval than four independent values
+    flat = M.mean_ci([1.0, 1.2, 3.0, 3.2])
+    clustered = M.mean_ci([1.0, 1.2, 3.0, 3.2], groups=["a", "a", "b", "b"])
+    assert clustered["mean"] == flat["mean"]
+    assert clustered["ci95"][1] - clustered["ci95"][0] > flat["ci95"][1] - flat["ci95"][0]
     rng = np.random.default_rng(0)
     f = rng.normal(size=(500, 4))
     assert M.frechet_distance(f, f) == pytest.approx(0.0, abs=1e-6)

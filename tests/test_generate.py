@@ -231,6 +231,8 @@ def test_drift_metric_known_answers(real_mask):
     curves = per_copy_means(ramp, labels, names, period)
     assert all(len(c) == 6 and np.all(np.diff(c) > 0) for c in curves.values())
     assert mask_period(np.arange(40)[:, None, None] * np.ones((1, 2, 2))) is None
+    mirrored = repeat_slab(real_mask, 200, mirror=True).array
+    assert mask_period(mirrored) == 60 and np.array_equal(mirrored[30:60], mirrored[:30][::-1])
 
 
 def test_coherence_metric_sees_shuffled_slices(real_dir):

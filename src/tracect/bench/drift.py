@@ -16,11 +16,16 @@ import numpy as np
 from tracect.io.volume import Volume
 
 
-def repeat_slab(mask: Volume, n: int) -> Volume:
-    """``mask``'s canonical slab repeated along z to ``n`` slices (same in-plane grid)."""
+def repeat_slab(mask: Volume, n: int, mirror: bool = False) -> Volume:
+    """``mask``'s canonical slab repeated along z to ``n`` slices (same in-plane grid).
+
+    ``mirror``: slab, slab upside down, slab, ... so that consecutive copies meet at the same anatomy
+    instead of jumping from the slab's last slice back to its first (which a chained generator must
+    then bridge in one step)."""
     can = mask.canonical()
-    reps = -(-n // can.shape[0])
-    return Volume(np.concatenate([can.array] * reps)[:n], can.affine, dict(mask.meta))
+    unit = np.concatenate([can.array, can.array[::-1]]) if mirror else can.array
+    reps = -(-n // unit.shape[0])
+    return Volume(np.concatenate([unit] * reps)[:n], can.affine, dict(mask.meta))
 
 
 def mask_period(labels: np.ndarray) -> int | None:
@@ -69,7 +74,7 @@ def per_copy_means(hu: np.ndarray, labels: np.ndarray, names: dict[int, str], pe
 
 def measure_drift(checkpoint, mask_path, n: int = 500, seed: int = 0, mode: str = "sequential",
                   report: str = "", window: int = 64, steps: int | None = None, save=None,
-                  device: str = "auto", text_encoder: str | None = None) -> dict:
+                  device: str = "auto", text_encoder: str | None = None, mirror: bool = False) -> dict:
     """``text_encoder``: a local folder replacing the checkpoint's (same encoder, another place)."""
     from tracect.generate.pipeline import Generator
     from tracect.io.readers import read_mask
@@ -81,7 +86,7 @@ def measure_drift(checkpoint, mask_path, n: int = 500, seed: int = 0, mode: str 
         m = (cfg or {}).get("model", {})
         text = TextEncoder(text_encoder, m.get("text_max_tokens", 256), units=m.get("text_units", "wordpieces"))
     gen = Generator.from_checkpoint(checkpoint, device=device, text=text)
-    mask = repeat_slab(read_mask(mask_path), n)
+    mask = repeat_slab(read_mask(mask_path), n, mirror)
     result = gen.generate(mask, report, seed=seed, mode=mode, steps=steps, progress=True)
     names = dict(gen.vocabulary.labels)
     hu, labels = result.canonical.array, result.labels.array
@@ -89,7 +94,7 @@ def measure_drift(checkpoint, mask_path, n: int = 500, seed: int = 0, mode: str 
     per_organ = organ_drift(hu, labels, names, window, period=period)
     unmatched = organ_drift(hu, labels, names, window)
     worst = max((v["abs_diff_hu"] for v in per_organ.values()), default=float("nan"))
-    out = {"slices": n, "mode": mode, "seed": seed, "window": window, "period": period,
+    out = {"slices": n, "mode": mode, "seed": seed, "window": window, "period": period, "mirror": mirror,
            "per_organ": per_organ, "max_abs_diff_hu": worst,
            "per_organ_first_window": unmatched,
            "max_abs_diff_hu_first_window": max((v["abs_diff_hu"] for v in unmatched.values()),

@@ -3,8 +3,9 @@
 Every measurement runs in a fresh subprocess (``python -m tracect.bench.efficiency --one JSON``):
 the models are untrained (timing and memory do not depend on the weights) and built from the
 ``cpu`` / ``cpu-3d`` presets at the requested slice size, so both have the same blocks, widths,
-conditioning, steps and guidance. Each subprocess generates a short warm-up volume, then the
-measured one:
+conditioning, steps and guidance. Each subprocess generates the measured volume once with one step
+(warm-up: kernels, caches, first-call costs at the measured shape), returns freed heap to the system,
+then measures:
 
 - CPU memory: the peak resident set size during the generate call (the kernel's high-water mark,
   reset just before the call) minus the resident size just before it, so the Python, torch and
@@ -46,6 +47,17 @@ def _hwm_bytes() -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     raise OSError("no VmHWM in /proc/self/status")
+
+
+def _trim_heap() -> None:
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 class _PeakRSS:
@@ -143,8 +155,9 @@ def measure_one(spec: dict) -> dict:
     # FLOPs at the real window shape (on the CPU copy, before the model moves)
     Z = spec["n"]
     if mc.kind == "3d":
-        m = 2 ** (len(mc.channels) - 1)
-        K, windows = -(-Z // m) * m, 1
+        from tracect.generate.pipeline import volume_window
+
+        K, windows = volume_window(mc, Z), 1
     else:
         from tracect.generate.strategies import window_starts
 
@@ -158,8 +171,10 @@ def measure_one(spec: dict) -> dict:
         gen.autocast = autocast_factory(dev, cfg.train.precision)
     per_eval = forward_flops(model, frames=K)
     flops = per_eval * windows * steps * (2 if guided else 1)
-    warm = bench_mask(8, spec["size"])
-    gen.generate(warm, REPORT, seed=0, steps=2, mode=spec["mode"])  # warm-up: allocator, kernels, caches
+    # warm-up at the measured shape (kernels, caches, first-call costs), then hand freed heap back to
+    # the system so that neither model starts the measurement with the other's working set cached
+    gen.generate(mask, REPORT, seed=0, steps=1, mode=spec["mode"])
+    _trim_heap()
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()

@@ -47,8 +47,9 @@ def train_all(cache: Path, runs: Path, minutes: float, threads: int, log=print, 
         if done >= minutes:
             log(f"{name}: already trained {done:.1f} min")
             continue
+        # the wall-clock budget is the limit: a step cap far beyond it, so no model stops early
         cmd = [sys.executable, "-m", "tracect.cli.main", "train", "--config", preset, "--data", str(cache),
-               "--out", str(run), "--max-minutes", str(minutes), "--quiet"]
+               "--out", str(run), "--max-minutes", str(minutes), "--max-steps", "1000000", "--quiet"]
         if run.exists():
             cmd.append("--resume")
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -107,38 +108,63 @@ def generation_jobs(dataset: Path, split: str = "test", diversity_cases: int = 2
     return jobs
 
 
-def generate_all(run: Path, jobs: list[dict], out: Path, mode: str = "sequential", log=print) -> dict:
-    """Generate ``jobs`` with one model; returns per-volume seconds and peak resident-memory growth."""
-    from tracect.bench.efficiency import _PeakRSS
+def sampling_of(run: Path) -> dict:
+    """How a model is sampled here: frame-pair and slice as ``tracect generate`` does by default; the
+    3D model in windows of the block length it was trained on, fused in parallel mode (sampling the
+    whole volume at once would show it more context than it ever trained with)."""
+    from tracect.config import RunConfig
+
+    mc = RunConfig.from_json(json.loads((run / "config.json").read_text())).model
+    if mc.kind == "3d":
+        return {"mode": "parallel", "window": mc.frames, "overlap": mc.frames // 4}
+    return {"mode": "sequential"}
+
+
+def generate_all(run: Path, jobs: list[dict], out: Path, log=print) -> dict:
+    """Generate ``jobs`` with one model in this process; returns per-volume seconds and peak
+    resident-memory growth. A volume is reused only if it was made by the same checkpoint."""
+    from tracect.bench.efficiency import _PeakRSS, _trim_heap
     from tracect.generate.outputs import write_outputs
     from tracect.generate.pipeline import Generator
     from tracect.io.readers import read_mask
 
     gen = Generator.from_checkpoint(run, device="cpu")
+    how = sampling_of(run)
     out.mkdir(parents=True, exist_ok=True)
-    times, peaks = [], []
-    warm = False
+    times, peaks, warm = [], [], False
     for job in jobs:
-        target = out / f"{job['name']}.nii.gz"
-        if target.exists() and target.with_name(f"{job['name']}.json").exists():
+        target, side = out / f"{job['name']}.nii.gz", out / f"{job['name']}.json"
+        if target.exists() and side.exists() and \
+                json.loads(side.read_text()).get("checkpoint_sha256") == gen.checkpoint_sha256:
             continue
         mask = read_mask(job["mask"])
-        if not warm:  # first call: allocator and caches, not the volume
-            gen.generate(mask, job["report"], seed=0, steps=1, mode=mode)
+        if not warm:  # first call: allocator, kernels and caches, not the volume
+            gen.generate(mask, job["report"], seed=0, steps=1, **how)
             warm = True
+        _trim_heap()
         with _PeakRSS() as rss:
-            result = gen.generate(mask, job["report"], seed=job["seed"], mode=mode)
+            result = gen.generate(mask, job["report"], seed=job["seed"], **how)
         write_outputs(result, target, pictures=False, overwrite=True)
         times.append(result.info["seconds"])
         peaks.append((rss.peak - rss.start) / 2 ** 20)
         log(f"  {job['name']}: {result.info['seconds']:.1f} s")
-    record = out / "timing.json"
-    if times:
-        prev = json.loads(record.read_text()) if record.exists() else {"seconds": [], "peak_mib": []}
-        prev["seconds"] += times
-        prev["peak_mib"] += peaks
-        record.write_text(json.dumps(prev))
-    return json.loads(record.read_text()) if record.exists() else {"seconds": [], "peak_mib": []}
+    record = {"seconds": times, "peak_mib": peaks, "sampling": how}
+    if times:  # a run that found every volume made keeps the record of the run that made them
+        (out / "timing.json").write_text(json.dumps(record))
+    return json.loads((out / "timing.json").read_text()) if (out / "timing.json").exists() else record
+
+
+def _generate_in_subprocess(run: Path, jobs: list[dict], out: Path, log) -> dict:
+    """Each model generates in a fresh process, so none inherits another's freed memory."""
+    spec = json.dumps({"run": str(run), "out": str(out),
+                       "jobs": [{**j, "mask": str(j["mask"]), "reference": str(j["reference"]) if j["reference"] else None}
+                                for j in jobs]})
+    r = subprocess.run([sys.executable, "-m", "tracect.bench.quality", spec], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"generation with {run} failed: {r.stderr.strip()[-800:]}")
+    for line in r.stdout.splitlines()[:-1]:
+        log(line)
+    return json.loads(r.stdout.splitlines()[-1])
 
 
 def run_quality(out: str | Path, minutes: float, cache: str | Path | None = None, dataset: str | Path | None = None,
@@ -178,7 +204,7 @@ def run_quality(out: str | Path, minutes: float, cache: str | Path | None = None
                "training": training, "volumes": len(jobs), "models": {}}
     for name in presets:
         log(f"{name}: generating {len(jobs)} volumes")
-        timing = generate_all(out / "runs" / name, jobs, out / "generated" / name, log=log)
+        timing = _generate_in_subprocess(out / "runs" / name, jobs, out / "generated" / name, log)
         manifest = out / "generated" / name / "evaluate.jsonl"
         with open(manifest, "w") as f:
             for j in jobs:
@@ -215,6 +241,7 @@ def summarise(m: dict, timing: dict) -> dict:
         "real_adherence": m["adherence"].get("real"),
         "seconds_per_volume": float(np.median(timing["seconds"])) if timing["seconds"] else None,
         "peak_mib_per_volume": float(np.median(timing["peak_mib"])) if timing["peak_mib"] else None,
+        "sampling": timing.get("sampling"),
     }
 
 
@@ -234,6 +261,7 @@ def markdown(r: dict) -> str:
              f"{r['threads_per_model']} thread(s) each; {r['volumes']} volumes per model; 95% bootstrap CIs.", "",
              "| figure | " + " | ".join(r["models"]) + " |", "| --- |" + " ---: |" * len(r["models"])]
     rows = [("training steps", lambda n, v: str(r["training"][n]["steps"])),
+            ("sampling", lambda n, v: ", ".join(f"{k} {x}" for k, x in (v.get("sampling") or {}).items())),
             ("Dice (segmenter on generated)", lambda n, v: _f(v["dice"])),
             ("Dice ceiling (segmenter on real)", lambda n, v: _f(v["dice_reference"])),
             ("flow EPE (px)", lambda n, v: _f(v["flow_epe_px"])),
@@ -252,3 +280,9 @@ def markdown(r: dict) -> str:
     for label, fn in rows:
         lines.append(f"| {label} | " + " | ".join(fn(n, v) for n, v in r["models"].items()) + " |")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # one model's generation, in its own process (see _generate_in_subprocess)
+    spec = json.loads(sys.argv[1])
+    result = generate_all(Path(spec["run"]), spec["jobs"], Path(spec["out"]), log=print)
+    print(json.dumps(result))

@@ -310,11 +310,13 @@ def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) ->
                  "spacing_mm": [round(float(s), 4) for s in grid.spacing], "notes": []}
     ref_unit = hu_to_unit(grid.reference, window) if grid.reference is not None else None
     if segmenter is not None:
-        d, h = M.per_organ_overlap(segmenter.predict(unit, affine=grid.affine), grid.labels, names, grid.spacing)
-        row["dice"], row["hd95_mm"] = d, {k: _nan(v) for k, v in h.items()}
+        d, h, missed = M.per_organ_overlap(segmenter.predict(unit, affine=grid.affine), grid.labels, names,
+                                           grid.spacing)
+        row["dice"], row["hd95_mm"], row["missed_organs"] = d, {k: _nan(v) for k, v in h.items()}, missed
         row["dice_mean"] = _nan(_mean([v for v in d.values() if np.isfinite(v)]))
         if ref_unit is not None:
-            dr, _ = M.per_organ_overlap(segmenter.predict(ref_unit, affine=grid.affine), grid.labels, names, grid.spacing)
+            dr, _, _ = M.per_organ_overlap(segmenter.predict(ref_unit, affine=grid.affine), grid.labels, names,
+                                           grid.spacing)
             row["dice_reference"] = dr  # the segmenter on the real CT of this mask: the ceiling
             row["dice_reference_mean"] = _nan(_mean([v for v in dr.values() if np.isfinite(v)]))
     else:
@@ -322,13 +324,13 @@ def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) ->
         row["dice_mean"] = MISSING
         row["notes"].append("Dice/HD95: no segmenter given (train one with `tracect segmenter train`)")
     row["warp_error"] = M.warp_error(unit, body)
-    prof = M.ssim_profile(unit)
+    prof = M.ssim_profile(unit, body)
     row["ssim_profile"], row["ssim_mean"] = prof, _nan(_mean(prof))
     row["hu"] = M.organ_hu_stats(grid.generated, grid.labels, names)
     if ref_unit is not None:
         row["flow_epe_px"] = M.flow_epe(unit, ref_unit, body)
         row["warp_error_reference"] = M.warp_error(ref_unit, body)
-        rp = M.ssim_profile(ref_unit)
+        rp = M.ssim_profile(ref_unit, body)
         row["ssim_profile_reference"], row["ssim_mean_reference"] = rp, _nan(_mean(rp))
         ref_stats = M.organ_hu_stats(grid.reference, grid.labels, names)
         for organ, s in row["hu"].items():
@@ -351,17 +353,22 @@ def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) ->
 # ------------------------------------------------------------------------------------------ the set
 
 
-def _aggregate(rows: list[dict]) -> dict:
-    agg = {k: M.mean_ci([r.get(k) for r in rows]) for k in
+def _aggregate(rows: list[dict], groups: list) -> dict:
+    """Means over volumes with cluster-bootstrap intervals (``groups``: the mask of each volume)."""
+    def ci(values):
+        return M.mean_ci(values, groups=groups)
+
+    agg = {k: ci([r.get(k) for r in rows]) for k in
            ("dice_mean", "dice_reference_mean", "flow_epe_px", "warp_error", "warp_error_reference",
             "ssim_mean", "ssim_mean_reference", "hu_abs_error_mean")}
     organs = sorted({o for r in rows for o in r.get("dice", {})})
-    agg["dice_per_organ"] = {o: M.mean_ci([r["dice"].get(o) for r in rows]) for o in organs}
-    agg["hd95_per_organ_mm"] = {o: M.mean_ci([r["hd95_mm"].get(o) for r in rows]) for o in organs}
+    agg["dice_per_organ"] = {o: ci([r["dice"].get(o) for r in rows]) for o in organs}
+    agg["hd95_per_organ_mm"] = {o: ci([r["hd95_mm"].get(o) for r in rows]) for o in organs}
+    agg["missed_organs"] = sum(len(r.get("missed_organs", [])) for r in rows)
     hu_organs = sorted({o for r in rows for o in r.get("hu", {})})
-    agg["hu_per_organ"] = {o: {"median": M.mean_ci([r["hu"].get(o, {}).get("median") for r in rows]),
-                               "reference_median": M.mean_ci([r["hu"].get(o, {}).get("reference_median") for r in rows]),
-                               "abs_median_error": M.mean_ci([r["hu"].get(o, {}).get("abs_median_error") for r in rows])}
+    agg["hu_per_organ"] = {o: {"median": ci([r["hu"].get(o, {}).get("median") for r in rows]),
+                               "reference_median": ci([r["hu"].get(o, {}).get("reference_median") for r in rows]),
+                               "abs_median_error": ci([r["hu"].get(o, {}).get("abs_median_error") for r in rows])}
                            for o in hu_organs}
     return _clean(agg)
 
@@ -378,8 +385,9 @@ def _clean(x):
     return x
 
 
-def training_bank(entries: list[EvalEntry], training_cache: str | Path | None, log=None) -> tuple[np.ndarray, str]:
-    """Signatures of every training slice (the checkpoint's cache, train split) and where they came from."""
+def training_bank(entries: list[EvalEntry], training_cache: str | Path | None) -> tuple[np.ndarray, str, set]:
+    """Signatures ``(N, 1024)`` of every training slice (the checkpoint's cache, train split), the
+    cache's path and its training case ids."""
     from tracect.data.cache import PreparedCache
 
     if training_cache is None:
@@ -393,14 +401,15 @@ def training_bank(entries: list[EvalEntry], training_cache: str | Path | None, l
             if training_cache:
                 break
     if training_cache is None or not Path(training_cache).is_dir():
-        return np.zeros((0, 1024), np.float32), ""
+        return np.zeros((0, 1024), np.float32), "", set()
     cache = PreparedCache(training_cache)
-    sigs = []
+    sigs, cases = [], set()
     for i, m in enumerate(cache.cases):
         if m["split"] == "train":
             arr = cache.case(i)
             sigs.append(M.slice_signatures(np.asarray(arr.image, np.float32), np.asarray(arr.body) > 0))
-    return (np.concatenate(sigs) if sigs else np.zeros((0, 1024), np.float32)), str(training_cache)
+            cases.add(m["case"])
+    return (np.concatenate(sigs) if sigs else np.zeros((0, 1024), np.float32)), str(training_cache), cases
 
 
 def real_adherence(reference: str | Path, vocab, prepare, limit: int = 200) -> list[dict]:
@@ -412,8 +421,10 @@ def real_adherence(reference: str | Path, vocab, prepare, limit: int = 200) -> l
     for c in ds.cases[:limit]:
         if c.image is None or c.mask is None or not c.report:
             continue
-        e = EvalEntry(c.case_id, c.image, c.mask, c.report, vocabulary=ds.vocabulary.name if ds.vocabulary.name in
-                      ("total", "tracect") else "total")
+        if ds.vocabulary.name not in ("total", "tracect"):
+            raise EvaluationError(f"{reference}: masks in vocabulary '{ds.vocabulary.name}'; real-volume adherence "
+                                  "reads masks in the 'total' or 'tracect' vocabulary")
+        e = EvalEntry(c.case_id, c.image, c.mask, c.report, vocabulary=ds.vocabulary.name)
         g = case_grid(e, prepare, vocab)
         rows.append({"case": c.case_id, "findings": findings_from_report(c.report),
                      "scores": adherence_scores(g.generated, g.labels, vocab)})
@@ -463,7 +474,14 @@ def evaluate(entries: list[EvalEntry], out: str | Path, *, segmenter=None, featu
                            "NOT Inception features; figures are comparable only between runs that use the "
                            "same segmenter"}
     distribution: dict = {"feature_extractor": fe_info["name"]}
-    refs = [a for a in arrays if a["ref_unit"] is not None]
+    # the Fréchet distance and the real-slice yardstick compare the volumes made for a reference (its
+    # mask and its report: counterfactual reports have none) with the references, each reference once
+    with_ref = [a for e, a in zip(entries, arrays) if e.reference is not None]
+    seen, refs = set(), []
+    for e, a in zip(entries, arrays):
+        if e.reference is not None and str(e.reference) not in seen:
+            seen.add(str(e.reference))
+            refs.append(a)
     if extractor is None:
         distribution["note"] = "no feature extractor: give --segmenter or --features FILE"
     elif not refs:
@@ -471,7 +489,7 @@ def evaluate(entries: list[EvalEntry], out: str | Path, *, segmenter=None, featu
     else:
         size = segmenter.config.size if segmenter is not None else 64
         for view in ("axial", "coronal", "sagittal"):
-            g = np.concatenate([_resize_stack(reformats(a["unit"], a["body"])[view], size) for a in arrays])
+            g = np.concatenate([_resize_stack(reformats(a["unit"], a["body"])[view], size) for a in with_ref])
             r = np.concatenate([_resize_stack(reformats(a["ref_unit"], a["body"])[view], size) for a in refs])
             distribution[f"fd_{view}"] = _nan(M.frechet_distance(extractor(g), extractor(r)))
             distribution[f"n_{view}"] = [int(len(g)), int(len(r))]
@@ -479,19 +497,19 @@ def evaluate(entries: list[EvalEntry], out: str | Path, *, segmenter=None, featu
     # diversity: volumes that share mask and report (different seeds)
     groups: dict = {}
     for e, a in zip(entries, arrays):
-        groups.setdefault((e.mask_sha256 or str(e.mask), e.report), []).append(a["unit"])
+        groups.setdefault((e.mask_sha256 or str(e.mask), e.report), []).append((a["unit"], a["body"]))
     pairs = [(v[i], v[j]) for v in groups.values() for i in range(len(v)) for j in range(i + 1, len(v))
-             if v[i].shape == v[j].shape]
+             if v[i][0].shape == v[j][0].shape]
     diversity = {"pairs": len(pairs)}
     if pairs:
-        vals = [M.volume_ms_ssim(a, b) for a, b in pairs]
+        vals = [M.volume_ms_ssim(a[0], b[0], a[1]) for a, b in pairs]
         diversity.update(ms_ssim=M.mean_ci(vals), note="mean axial MS-SSIM between volumes of the same mask and "
                          "report with different seeds (1 = identical; lower = more diverse)")
     else:
         diversity["note"] = "no two volumes share mask and report: generate some with several seeds"
 
     # memorisation: nearest training slice of each generated slice vs of each real held-out slice
-    bank, bank_src = training_bank(entries, training_cache)
+    bank, bank_src, train_cases = training_bank(entries, training_cache)
     privacy: dict = {"threshold": ncc_threshold, "training_cache": bank_src or None, "training_slices": int(len(bank))}
     if len(bank):
         def dist(sigs):
@@ -502,6 +520,8 @@ def evaluate(entries: list[EvalEntry], out: str | Path, *, segmenter=None, featu
                     "p99": float(np.percentile(ncc, 99)), "max": float(ncc.max()),
                     "fraction_above_threshold": float((ncc >= ncc_threshold).mean())}
         privacy["generated"] = dist(np.concatenate([M.slice_signatures(a["unit"], a["body"]) for a in arrays]))
+        if train_cases and any(_case_of(e.name, train_cases) for e in entries if e.reference is not None):
+            privacy["warning"] = "some reference cases were in the training split: they are not held out"
         privacy["real_held_out"] = (dist(np.concatenate([M.slice_signatures(a["ref_unit"], a["body"]) for a in refs]))
                                     if refs else None)
         privacy["note"] = ("highest normalised cross-correlation (32x32, zero-mean) of each slice with any "
@@ -526,7 +546,8 @@ def evaluate(entries: list[EvalEntry], out: str | Path, *, segmenter=None, featu
         "segmenter": ({"name": segmenter.name, "checkpoint": str(segmenter.path),
                        "reference_dice": segmenter.info.get("reference_dice"),
                        "reference_split": segmenter.info.get("reference_split")} if segmenter is not None else None),
-        "cases": rows, "aggregate": _aggregate(rows), "distribution": distribution, "adherence": adherence,
+        "cases": rows, "aggregate": _aggregate(rows, [e.mask_sha256 or str(e.mask) for e in entries]),
+        "distribution": distribution, "adherence": adherence,
         "diversity": diversity, "privacy": privacy, "notes": notes,
     })
     write_json(out / "metrics.json", metrics)

@@ -42,18 +42,26 @@ def hd95(a: np.ndarray, b: np.ndarray, spacing) -> float:
 
 
 def per_organ_overlap(pred: np.ndarray, truth: np.ndarray, names: dict[int, str], spacing,
-                      min_voxels: int = 20) -> tuple[dict, dict]:
-    """Dice and HD95 per organ of ``truth`` with at least ``min_voxels`` voxels (background and body
-    envelope excluded by the caller through ``names``)."""
-    d, h = {}, {}
+                      min_voxels: int = 20) -> tuple[dict, dict, list]:
+    """Dice and HD95 per organ of ``truth`` ``(Z, H, W)`` with at least ``min_voxels`` voxels (background
+    and body envelope excluded by the caller through ``names``), and the organs ``pred`` misses.
+
+    A missed organ scores Dice 0 and, so that the worst cases are not dropped from an average, HD95
+    equal to the diagonal of the grid (mm), the largest distance it can have."""
+    d, h, missed = {}, {}, []
+    diagonal = float(np.sqrt(sum((n * s) ** 2 for n, s in zip(truth.shape, spacing))))
     for i, name in names.items():
         t = truth == i
         if t.sum() < min_voxels:
             continue
         p = pred == i
         d[name] = dice(p, t)
-        h[name] = hd95(p, t, spacing)
-    return d, h
+        if p.any():
+            h[name] = hd95(p, t, spacing)
+        else:
+            h[name] = diagonal
+            missed.append(name)
+    return d, h, missed
 
 
 # ---------------------------------------------------------------------------------------- coherence
@@ -88,25 +96,40 @@ def warp_error(unit: np.ndarray, body: np.ndarray, method: str = "dis") -> float
         if m.sum() < 20:
             continue
         res.append(float(np.abs(warp(unit[k + 1].astype(np.float32), flows[k]) - unit[k])[m].mean()))
-    if not res:
+    if not res or not spread:  # a uniform body has no contrast to measure the residual against
         return float("nan")
-    return float(np.mean(res)) / spread if spread else 0.0
+    return float(np.mean(res)) / spread
 
 
-def ssim2d(a: np.ndarray, b: np.ndarray, data_range: float = 2.0, sigma: float = 1.5) -> float:
-    """Mean SSIM of two 2D images with a Gaussian window (Wang et al. 2004 constants)."""
+def _ssim_maps(a: np.ndarray, b: np.ndarray, data_range: float, sigma: float = 1.5):
+    """Luminance and contrast-structure maps of SSIM (Gaussian window, Wang et al. 2004 constants)."""
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    a, b = a.astype(np.float64), b.astype(np.float64)
     f = lambda x: ndimage.gaussian_filter(x, sigma, mode="reflect", truncate=3.5)  # noqa: E731
     ma, mb = f(a), f(b)
     va, vb, cab = f(a * a) - ma ** 2, f(b * b) - mb ** 2, f(a * b) - ma * mb
-    s = ((2 * ma * mb + c1) * (2 * cab + c2)) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2))
+    return (2 * ma * mb + c1) / (ma ** 2 + mb ** 2 + c1), (2 * cab + c2) / (va + vb + c2)
+
+
+def ssim2d(a: np.ndarray, b: np.ndarray, data_range: float = 2.0, mask: np.ndarray | None = None) -> float:
+    """Mean SSIM of two 2D images, over ``mask`` when given (air outside the body would score a
+    perfect 1 and squeeze every value toward it)."""
+    lum, cs = _ssim_maps(a.astype(np.float64), b.astype(np.float64), data_range)
+    s = lum * cs
+    if mask is not None:
+        return float(s[mask].mean()) if mask.any() else float("nan")
     return float(s.mean())
 
 
-def ssim_profile(unit: np.ndarray, data_range: float = 2.0) -> list[float]:
-    """SSIM of each slice with the next along z: ``Z - 1`` values."""
-    return [ssim2d(unit[k], unit[k + 1], data_range) for k in range(len(unit) - 1)]
+def ssim_profile(unit: np.ndarray, body: np.ndarray | None = None, data_range: float = 2.0) -> list[float]:
+    """SSIM of each slice with the next along z, inside the union of their bodies dilated by 2 px:
+    ``Z - 1`` values."""
+    out = []
+    for k in range(len(unit) - 1):
+        m = None
+        if body is not None:
+            m = ndimage.binary_dilation(body[k] | body[k + 1], iterations=2)
+        out.append(ssim2d(unit[k], unit[k + 1], data_range, m))
+    return out
 
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003
@@ -117,16 +140,13 @@ def ms_ssim2d(a: np.ndarray, b: np.ndarray, data_range: float = 2.0) -> float:
     side >= 11 px (3 at 64 px); the weights of the scales used are renormalised."""
     n = max(1, min(5, int(math.floor(math.log2(min(a.shape) / 11.0))) + 1))
     w = np.array(MS_SSIM_WEIGHTS[:n]) / sum(MS_SSIM_WEIGHTS[:n])
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     a, b = a.astype(np.float64), b.astype(np.float64)
-    f = lambda x: ndimage.gaussian_filter(x, 1.5, mode="reflect", truncate=3.5)  # noqa: E731
     value = 1.0
     for s in range(n):
-        ma, mb = f(a), f(b)
-        va, vb, cab = f(a * a) - ma ** 2, f(b * b) - mb ** 2, f(a * b) - ma * mb
-        cs = float(((2 * cab + c2) / (va + vb + c2)).mean())
+        lum_map, cs_map = _ssim_maps(a, b, data_range)
+        cs = float(cs_map.mean())
         if s == n - 1:
-            lum = float(((2 * ma * mb + c1) / (ma ** 2 + mb ** 2 + c1)).mean())
+            lum = float(lum_map.mean())
             value *= max(lum * cs, 0.0) ** w[s]
         else:
             value *= max(cs, 0.0) ** w[s]
@@ -135,8 +155,13 @@ def ms_ssim2d(a: np.ndarray, b: np.ndarray, data_range: float = 2.0) -> float:
     return float(value)
 
 
-def volume_ms_ssim(a: np.ndarray, b: np.ndarray, data_range: float = 2.0) -> float:
-    """Mean axial-slice MS-SSIM of two volumes on one grid (diversity: lower = more diverse)."""
+def volume_ms_ssim(a: np.ndarray, b: np.ndarray, body: np.ndarray | None = None, data_range: float = 2.0) -> float:
+    """Mean axial-slice MS-SSIM of two volumes ``(Z, H, W)`` on one grid (diversity: lower = more
+    diverse), on the bounding box of ``body`` in-plane so that the air around it does not count."""
+    if body is not None and body.any():
+        ys, xs = np.where(body.any(0))
+        a = a[:, ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        b = b[:, ys.min():ys.max() + 1, xs.min():xs.max() + 1]
     return float(np.mean([ms_ssim2d(a[k], b[k], data_range) for k in range(len(a))]))
 
 
@@ -183,16 +208,29 @@ def auroc(scores, labels) -> float:
     return float(greater / (len(pos) * len(neg)))
 
 
-def mean_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+def mean_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95, groups=None) -> dict:
     """Mean and percentile-bootstrap confidence interval of finite ``values`` (fixed seed: the report
-    is reproducible). One value: the interval is that value; none: ``nan``."""
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
-    if v.size == 0:
-        return {"mean": float("nan"), "ci95": [float("nan"), float("nan")], "n": 0}
-    if v.size == 1:
-        return {"mean": float(v[0]), "ci95": [float(v[0]), float(v[0])], "n": 1}
+    is reproducible). ``groups`` (one key per value, e.g. the mask each volume was generated from)
+    makes it a cluster bootstrap: whole groups are resampled, since volumes of one mask are not
+    independent. Fewer than two groups: no interval (``nan``), never a zero-width one."""
+    vals = list(values)
+    keys = list(groups) if groups is not None else list(range(len(vals)))
+    pairs = [(k, float(x)) for k, x in zip(keys, vals) if x is not None and np.isfinite(x)]
+    nan = float("nan")
+    if not pairs:
+        return {"mean": nan, "ci95": [nan, nan], "n": 0}
+    v = np.array([x for _, x in pairs])
+    by = {}
+    for k, x in pairs:
+        by.setdefault(k, []).append(x)
+    clusters = list(by.values())
+    if len(clusters) < 2:
+        return {"mean": float(v.mean()), "ci95": [nan, nan], "n": int(v.size)}
+    sums = np.array([sum(c) for c in clusters])
+    counts = np.array([len(c) for c in clusters])
     rng = np.random.default_rng(seed)
-    boots = v[rng.integers(0, v.size, (n_boot, v.size))].mean(1)
+    pick = rng.integers(0, len(clusters), (n_boot, len(clusters)))
+    boots = sums[pick].sum(1) / counts[pick].sum(1)
     a = (1 - level) / 2
     return {"mean": float(v.mean()), "ci95": [float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))],
             "n": int(v.size)}

@@ -56,6 +56,13 @@ def mask_hash(mask: Volume) -> str:
     return h.hexdigest()
 
 
+def volume_window(model_config, Z: int, window: int | None = None) -> int:
+    """Window length of a 3D model for ``Z`` slices: the whole volume (its network is convolutional
+    along z too) or ``window``, rounded up to what its down-sampling levels divide."""
+    m = 2 ** (len(model_config.channels) - 1)
+    return -(-min(Z, window or Z) // m) * m
+
+
 class Generator:
     """A loaded model ready to generate volumes (load once, generate many)."""
 
@@ -103,8 +110,13 @@ class Generator:
     def generate(self, mask: Volume, report: str = "", *, vocabulary: str | Vocabulary = "total",
                  seed: int = 0, steps: int | None = None, guidance: float | None = None,
                  mode: str = "sequential", overlap: int = 1, chunk: int = 64, progress: bool = False,
-                 log=None) -> GeneratedVolume:
-        """Generate a CT for ``mask`` (any orientation, labels of ``vocabulary``) and ``report``."""
+                 log=None, window: int | None = None) -> GeneratedVolume:
+        """Generate a CT for ``mask`` (any orientation, labels of ``vocabulary``) and ``report``.
+
+        ``window`` (3D models only): slices per network window; default the whole volume in one window.
+        A shorter window (e.g. the block length it was trained on) needs ``mode="parallel"``, which fuses
+        the overlapping slices of neighbouring windows at every step (a 3D model has no known-frame input
+        to continue from)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         mc = self.config.model
@@ -120,10 +132,9 @@ class Generator:
         Z, H, W = shape
         K = mc.frames
         if mc.kind == "3d":
-            # the 3D baseline denoises the whole volume at once (its network is convolutional along z
-            # as well): one window of Z slices, rounded up to what its down-sampling levels divide
-            m = 2 ** (len(mc.channels) - 1)
-            K = -(-Z // m) * m
+            K = volume_window(mc, Z, window)
+            if K < Z and mode != "parallel":
+                raise ValueError(f"a 3D model sampled in windows of {K} < {Z} slices needs mode='parallel'")
         pad = max(0, K - Z)  # fewer slices than a window: repeat the last slice, crop afterwards
         lab = torch.from_numpy(np.concatenate([labels, np.repeat(labels[-1:], pad, 0)]))  # uint8 (Zp, H, W)
         Zp = Z + pad
