@@ -267,7 +267,7 @@ def markdown(r: dict) -> str:
             ("flow EPE (px)", lambda n, v: _f(v["flow_epe_px"])),
             ("warping error", lambda n, v: _f(v["warp_error"])),
             ("warping error, real CT", lambda n, v: _f(v["warp_error_reference"])),
-            ("per-organ |HU median error|", lambda n, v: _f(v["hu_abs_error"], "{:.1f}")),
+            ("per-organ abs. HU median error", lambda n, v: _f(v["hu_abs_error"], "{:.1f}")),
             ("contrast phase AUROC / accuracy", lambda n, v: f"{_f(v['phase_auroc'], '{:.2f}')} / {_f(v['phase_accuracy'], '{:.2f}')}"),
             ("steatosis AUROC", lambda n, v: _f(v["fatty_auroc"], "{:.2f}")),
             ("lesion AUROC", lambda n, v: _f(v["lesion_auroc"], "{:.2f}")),
