@@ -65,14 +65,38 @@ def toy_case(n_slices: int = 12, size: int = 32, seed: int = 0, spacing=(4.0, 4.
     return np.round(hu).astype(np.int16), mask, affine
 
 
-@pytest.fixture
-def toy_dataset(tmp_path):
-    """A dataset folder with three valid toy cases and a reports.csv."""
-    root = tmp_path / "ds"
-    for i in range(3):
-        hu, mask, aff = toy_case(seed=i, n_slices=10 + i)
+def write_toy_dataset(root: Path, n_slices: int = 10, cases: int = 3) -> Path:
+    """A dataset folder with ``cases`` valid toy cases (``n_slices``, ``n_slices + 1``, ...) and a reports.csv."""
+    for i in range(cases):
+        hu, mask, aff = toy_case(seed=i, n_slices=n_slices + i)
         save_nifti(root / "images" / f"case{i}.nii.gz", hu, aff)
         save_nifti(root / "masks" / f"case{i}.nii.gz", mask, aff)
     (root / "reports.csv").write_text(
-        "case,report\n" + "".join(f'case{i},"Liver normal, case {i}."\n' for i in range(3)))
+        "case,report\n" + "".join(f'case{i},"Liver normal, case {i}."\n' for i in range(cases)))
     return root
+
+
+def toy_cache_at(root: Path) -> Path:
+    """Three toy cases (6-8 slices) prepared at 16 px under ``root``: 18 frame pairs."""
+    from tracect.data.prepare import PrepareConfig, prepare_dataset
+
+    ds = write_toy_dataset(root / "ds", n_slices=6)
+    prepare_dataset(ds, root / "cache", PrepareConfig(size=16), progress=False)
+    return root / "cache"
+
+
+def single_thread():
+    """Body of the modules' ``one_thread`` fixtures: tiny models gain nothing from threads, and on a
+    busy shared machine idle-spinning threads make them many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def toy_dataset(tmp_path):
+    """A dataset folder with three valid toy cases and a reports.csv."""
+    return write_toy_dataset(tmp_path / "ds")

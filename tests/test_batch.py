@@ -85,14 +85,9 @@ def temporaries(folder: Path) -> list[str]:
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """Tiny models gain nothing from threads, and on a busy shared machine idle-spinning threads
-    make them many times slower."""
-    import torch
+    from conftest import single_thread
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    yield from single_thread()
 
 
 @pytest.fixture(scope="module")

@@ -19,32 +19,19 @@ from safetensors.torch import load_file
 from tracect.config import load_config
 from tracect.train.trainer import Trainer, remove_leftovers
 
-from conftest import save_nifti, toy_case
+from conftest import single_thread, toy_cache_at
 
 STEPS = 16
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    yield from single_thread()
 
 
 @pytest.fixture(scope="module")
 def toy_cache(tmp_path_factory) -> Path:
-    from tracect.data.prepare import PrepareConfig, prepare_dataset
-
-    root = tmp_path_factory.mktemp("toy") / "ds"
-    for i in range(3):
-        hu, mask, aff = toy_case(seed=i, n_slices=6 + i)
-        save_nifti(root / "images" / f"case{i}.nii.gz", hu, aff)
-        save_nifti(root / "masks" / f"case{i}.nii.gz", mask, aff)
-    (root / "reports.csv").write_text(
-        "case,report\n" + "".join(f'case{i},"Liver normal, case {i}."\n' for i in range(3)))
-    prepare_dataset(root, root.parent / "cache", PrepareConfig(size=16), progress=False)
-    return root.parent / "cache"
+    return toy_cache_at(tmp_path_factory.mktemp("toy"))
 
 
 def train_cli(config: Path, cache: Path, out: Path, *extra: str) -> list[str]:

@@ -49,7 +49,7 @@ def _hwm_bytes() -> int:
     raise OSError("no VmHWM in /proc/self/status")
 
 
-def _trim_heap() -> None:
+def trim_heap() -> None:
     import ctypes
     import gc
 
@@ -60,7 +60,7 @@ def _trim_heap() -> None:
         pass
 
 
-class _PeakRSS:
+class PeakRSS:
     """Peak resident set size growth over a block: ``peak - start``.
 
     Linux keeps the peak (``VmHWM``) itself, and writing 5 to ``/proc/self/clear_refs`` resets it to
@@ -174,12 +174,12 @@ def measure_one(spec: dict) -> dict:
     # warm-up at the measured shape (kernels, caches, first-call costs), then hand freed heap back to
     # the system so that neither model starts the measurement with the other's working set cached
     gen.generate(mask, REPORT, seed=0, steps=1, mode=spec["mode"])
-    _trim_heap()
+    trim_heap()
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    with _PeakRSS() as rss:
+    with PeakRSS() as rss:
         t = time.perf_counter()
         result = gen.generate(mask, REPORT, seed=0, steps=steps, mode=spec["mode"])
         if dev.type == "cuda":

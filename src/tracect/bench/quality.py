@@ -123,7 +123,7 @@ def sampling_of(run: Path) -> dict:
 def generate_all(run: Path, jobs: list[dict], out: Path, log=print) -> dict:
     """Generate ``jobs`` with one model in this process; returns per-volume seconds and peak
     resident-memory growth. A volume is reused only if it was made by the same checkpoint."""
-    from tracect.bench.efficiency import _PeakRSS, _trim_heap
+    from tracect.bench.efficiency import PeakRSS, trim_heap
     from tracect.generate.outputs import write_outputs
     from tracect.generate.pipeline import Generator
     from tracect.io.readers import read_mask
@@ -141,8 +141,8 @@ def generate_all(run: Path, jobs: list[dict], out: Path, log=print) -> dict:
         if not warm:  # first call: allocator, kernels and caches, not the volume
             gen.generate(mask, job["report"], seed=0, steps=1, **how)
             warm = True
-        _trim_heap()
-        with _PeakRSS() as rss:
+        trim_heap()
+        with PeakRSS() as rss:
             result = gen.generate(mask, job["report"], seed=job["seed"], **how)
         write_outputs(result, target, pictures=False, overwrite=True)
         times.append(result.info["seconds"])

@@ -51,9 +51,6 @@ class Segmenter:
 
     def __init__(self, network: torch.nn.Module, config: SegmenterConfig, info: dict, path: Path | None = None):
         self.net, self.config, self.info, self.path = network.eval(), config, info, path
-        self._pooled: torch.Tensor | None = None
-        # the deepest encoder block: pooled, it is the slice embedding of the Fréchet distance
-        self.net.down_4.register_forward_hook(lambda m, i, o: setattr(self, "_pooled", o.mean((2, 3))))
 
     @classmethod
     def load(cls, folder: str | Path) -> "Segmenter":
@@ -95,11 +92,12 @@ class Segmenter:
     @torch.no_grad()
     def features(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
         """Embeddings ``(N, D)`` of 2D images ``(N, h, w)`` in [-1, 1] (resized to the training size)."""
-        feats = []
+        feats, net = [], self.net
         for s in range(0, len(images), batch):
             x = torch.from_numpy(np.ascontiguousarray(images[s:s + batch], dtype=np.float32))[:, None]
-            self.net(self._resize(x))
-            feats.append(self._pooled.numpy().astype(np.float64))
+            # the encoder alone: its deepest block, pooled, is the slice embedding (no decoder needed)
+            h = net.down_4(net.down_3(net.down_2(net.down_1(net.conv_0(self._resize(x))))))
+            feats.append(h.mean((2, 3)).numpy().astype(np.float64))
         return np.concatenate(feats) if feats else np.zeros((0, self.config.features[4]))
 
 
