@@ -145,8 +145,9 @@ def generate_volume(run: Path, out: Path, slices: int, text_encoder: str | None)
 def efficiency(size: int, slices: list[int], out: Path, text_encoder: str | None, timeout: float) -> dict:
     from tracect.bench.efficiency import plot, run_efficiency
 
+    # one timed run per measurement: the GPU time is short, and process start-up dominates it
     r = run_efficiency(tuple(slices), size=size, steps=5, device=DEVICE, timeout=timeout, log=log,
-                       text_encoder=text_encoder)
+                       text_encoder=text_encoder, repeats=1)
     plot(r, out / f"efficiency_{size}.png")
     return r
 

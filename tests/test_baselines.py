@@ -55,3 +55,28 @@ def test_baseline_presets_share_the_frame_pair_network():
     assert (sl.frames, sl.known_frames) == (1, False)
     assert d3.kind == "3d" and not d3.known_frames
     assert load_config("cpu-slice").train.flow_loss_weight == 0
+
+
+def test_four_frame_windows_train_and_chain(tiny_cache, real_dir, tmp_path):
+    """K = 4 (three new slices per network call): trains with the flow loss over its three pairs,
+    chains sequentially with the burn-in and in parallel mode, and keeps the mask's grid."""
+    from tracect.train.trainer import Trainer
+
+    config = load_config("tiny").replace(model={"frames": 4}, train={"max_steps": 2})
+    Trainer(config, tiny_cache, tmp_path / "run", progress=False).fit()
+    gen = Generator.from_checkpoint(tmp_path / "run", device="cpu")
+    assert gen.config.model.frames == 4
+    src = read_mask(real_dir / "seg.nii.gz").canonical()
+    for n in (1, 4, 5, 45):
+        mask = Volume(np.concatenate([src.array] * 2)[:n], src.affine)
+        seq = gen.generate(mask, "", seed=0, steps=2)
+        par = gen.generate(mask, "", seed=0, steps=2, mode="parallel", chunk=2)
+        Z = seq.canonical.shape[0]
+        B = min(16, Z - 1)  # burn-in slices
+        assert seq.info["warmup"] == B and par.info["warmup"] == 0
+        chained = Z + B
+        assert seq.info["windows"] == (1 if chained <= 4 else len(range(0, chained - 4 + 1, 3)) + ((chained - 4) % 3 > 0))
+        for r in (seq, par):
+            assert r.ct.shape == mask.shape and np.allclose(r.ct.affine, mask.affine)
+    with pytest.raises(ValueError, match="warmup"):
+        gen.generate(mask, "", seed=0, steps=1, warmup=-1)

@@ -94,6 +94,36 @@ def test_deterministic_under_a_seed(gen, real_mask):
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
+@pytest.mark.parametrize("warmup", [0, 5, 16])
+def test_burn_in_runs_through_the_mirrored_top_slices_then_forwards(gen, real_mask, warmup):
+    """The chain visits mask slices B, B-1, ..., 1, 0, 1, ..., Z-1 (one window per step of that order),
+    each window after the first continuing from a generated slice, and the B burn-in slices are dropped."""
+    src = real_mask.canonical()
+    mask = Volume(np.concatenate([src.array] * 2)[:40], src.affine)
+    calls = []
+    original = gen.model.forward
+
+    def spy(x, t, m, tokens, pooled, geometry=None, known=None, known_values=None, flow=None):
+        calls.append((geometry[0, 2].item(), None if known is None else known[0].tolist()))
+        return original(x, t, m, tokens, pooled, geometry, known, known_values, flow)
+
+    gen.model.forward = spy
+    try:
+        r = gen.generate(mask, "", seed=0, steps=1, guidance=1.0, warmup=warmup)
+    finally:
+        del gen.model.forward
+    Z = r.canonical.shape[0]
+    B = min(warmup, Z - 1)
+    order = list(range(B, 0, -1)) + list(range(Z - 1))  # mask slice of each window's first frame
+    assert r.info["warmup"] == B and r.info["windows"] == len(order) == len(calls)
+    assert [round(p * (Z - 1)) for p, _ in calls] == order
+    assert calls[0][1] == [False, False] and all(k == [True, False] for _, k in calls[1:])
+    # the plain start (warmup 0) is what the burn-in replaces; the kept slices differ
+    if warmup:
+        plain = gen.generate(mask, "", seed=0, steps=1, guidance=1.0, warmup=0)
+        assert plain.ct.shape == r.ct.shape and not np.array_equal(plain.ct.array, r.ct.array)
+
+
 def test_modes_agree_in_shape_and_geometry(gen, real_mask):
     s = gen.generate(real_mask, "", seed=0, mode="sequential", steps=3)
     p = gen.generate(real_mask, "", seed=0, mode="parallel", steps=3)

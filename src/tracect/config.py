@@ -170,7 +170,7 @@ class RunConfig:
         return out
 
 
-PRESETS = ("tiny", "tiny-slice", "tiny-3d", "cpu", "cpu-slice", "cpu-3d", "gpu")
+PRESETS = ("tiny", "tiny-slice", "tiny-3d", "cpu", "cpu-k4", "cpu-slice", "cpu-3d", "gpu")
 
 
 def load_config(spec: str | Path) -> RunConfig:

@@ -1,15 +1,23 @@
-"""Peak memory and time per volume: frame-pair (sequential and parallel) vs the 3D baseline.
+"""Peak memory and time per volume: the frame models (sequential and parallel) vs the 3D baseline.
+
+The frame models are TRACE's frame pair (``cpu``: K = 2, one new slice per network call) and the
+same network with windows of four frames (``cpu-k4``: three new slices per call; the frames are the
+2D network's channels, so a call costs about the same). Parallel mode runs at the generator's default
+chunk of 64 windows per call for K = 2 (the configuration of issue 4's measurements) and at 8 windows
+per call for K = 4 (its memory then no longer grows with the number of windows batched).
 
 Every measurement runs in a fresh subprocess (``python -m tracect.bench.efficiency --one JSON``):
 the models are untrained (timing and memory do not depend on the weights) and built from the
-``cpu`` / ``cpu-3d`` presets at the requested slice size, so both have the same blocks, widths,
-conditioning, steps and guidance. Each subprocess generates the measured volume once with one step
+``cpu`` / ``cpu-k4`` / ``cpu-3d`` presets at the requested slice size, so all have the same blocks,
+widths, conditioning, steps and guidance. Sequential mode includes the default burn-in
+(:data:`tracect.generate.pipeline.DEFAULT_WARMUP` slices), as ``tracect generate`` runs it. Each subprocess generates the measured volume once with one step
 (warm-up: kernels, caches, first-call costs at the measured shape), returns freed heap to the system,
 then measures:
 
 - CPU memory: the peak resident set size during the generate call (the kernel's high-water mark,
   reset just before the call) minus the resident size just before it, so the Python, torch and
-  model footprint is left out;
+  model footprint is left out; and, for flatness in the number of slices, the whole process's peak
+  less the volume's own input and output arrays (the measure of ``tests/test_generate.py``);
 - GPU memory: ``torch.cuda.max_memory_allocated`` during the call minus the allocation before it;
 - FLOPs: one network evaluation counted by ``torch.utils.flop_counter`` at the window's real shape,
   times windows x steps x (2 with classifier-free guidance);
@@ -31,7 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
-CONFIGS = (("frame-pair", "cpu", "sequential"), ("frame-pair", "cpu", "parallel"), ("3d", "cpu-3d", "sequential"))
+# (model, preset, mode, windows per network call in parallel mode)
+CONFIGS = (("frame-pair", "cpu", "sequential", None), ("frame-pair", "cpu", "parallel", 64),
+           ("frame-4", "cpu-k4", "sequential", None), ("frame-4", "cpu-k4", "parallel", 8),
+           ("3d", "cpu-3d", "sequential", None))
+FRAME_MODELS = ("frame-pair", "frame-4")
 REPORT = ("Contrast-enhanced CT of the abdomen, arterial phase. Normal liver size and attenuation. "
           "No focal hepatic lesion. The spleen is normal in size.")
 
@@ -153,16 +165,12 @@ def measure_one(spec: dict) -> dict:
     guided = cfg.diffusion.guidance != 1.0
     dev = torch.device(spec["device"])
     # FLOPs at the real window shape (on the CPU copy, before the model moves)
-    Z = spec["n"]
     if mc.kind == "3d":
         from tracect.generate.pipeline import volume_window
 
-        K, windows = volume_window(mc, Z), 1
+        K = volume_window(mc, spec["n"])
     else:
-        from tracect.generate.strategies import window_starts
-
         K = mc.frames
-        windows = len(window_starts(max(Z, K), K, 1 if K > 1 else 0))
     if dev.type != "cpu":
         from tracect.train.trainer import autocast_factory
 
@@ -170,27 +178,40 @@ def measure_one(spec: dict) -> dict:
         gen.device = dev
         gen.autocast = autocast_factory(dev, cfg.train.precision)
     per_eval = forward_flops(model, frames=K)
-    flops = per_eval * windows * steps * (2 if guided else 1)
-    # warm-up at the measured shape (kernels, caches, first-call costs), then hand freed heap back to
-    # the system so that neither model starts the measurement with the other's working set cached
-    gen.generate(mask, REPORT, seed=0, steps=1, mode=spec["mode"])
-    trim_heap()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    with PeakRSS() as rss:
-        t = time.perf_counter()
-        result = gen.generate(mask, REPORT, seed=0, steps=steps, mode=spec["mode"])
+    how = {"mode": spec["mode"], **({"chunk": int(spec["chunk"])} if spec.get("chunk") else {})}
+    # warm-up at the measured shape (kernels, caches, first-call costs)
+    gen.generate(mask, REPORT, seed=0, steps=1, **how)
+    runs, peaks, process, gpu_peaks, result = [], [], [], [], None
+    for _ in range(max(1, int(spec.get("repeats", 1)))):
+        # hand freed heap back to the system (the previous run's output included), so that no run starts
+        # with another's working set cached
+        result = None
+        trim_heap()
         if dev.type == "cuda":
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - t
-    out = {**spec, "status": "ok", "seconds": seconds, "slices_generated": int(result.canonical.shape[0]),
-           "windows": result.info["windows"], "flops": int(flops), "flops_per_s": flops / seconds,
-           "rss_delta_mib": (rss.peak - rss.start) / 2 ** 20,
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        with PeakRSS() as rss:
+            t = time.perf_counter()
+            result = gen.generate(mask, REPORT, seed=0, steps=steps, **how)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            runs.append(time.perf_counter() - t)
+        peaks.append((rss.peak - rss.start) / 2 ** 20)
+        process.append(rss.peak / 2 ** 20)
+        if dev.type == "cuda":
+            gpu_peaks.append((torch.cuda.max_memory_allocated() - base) / 2 ** 20)
+    seconds = float(np.median(runs))
+    # every window the call ran (burn-in included) x steps x (2 with classifier-free guidance)
+    flops = per_eval * result.info["windows"] * steps * (2 if guided else 1)
+    out = {**spec, "status": "ok", "seconds": seconds, "seconds_runs": runs,
+           "slices_generated": int(result.canonical.shape[0]), "windows": result.info["windows"],
+           "flops": int(flops), "flops_per_s": flops / seconds, "rss_delta_mib": max(peaks),
            "output_mib": (result.canonical.array.nbytes + result.ct.array.nbytes) / 2 ** 20}
+    # the whole process's peak less the volume's own arrays (input mask, output CT on both grids)
+    out["process_peak_less_arrays_mib"] = max(process) - out["output_mib"] - mask.array.nbytes / 2 ** 20
     if dev.type == "cuda":
-        out["gpu_peak_mib"] = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+        out["gpu_peak_mib"] = max(gpu_peaks)
     out["peak_mib"] = out["gpu_peak_mib"] if dev.type == "cuda" else out["rss_delta_mib"]
     return out
 
@@ -212,8 +233,9 @@ def _run_subprocess(spec: dict, timeout: float) -> dict:
 
 def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, device: str = "cpu",
                    threads: int | None = None, timeout: float = 1800.0, log=print,
-                   text_encoder: str | None = None) -> dict:
-    """All measurements, each in a fresh subprocess; returns the results with the device record."""
+                   text_encoder: str | None = None, repeats: int = 3) -> dict:
+    """All measurements, each in a fresh subprocess; returns the results with the device record.
+    ``repeats``: timed runs per measurement after the warm-up (time: their median; memory: their max)."""
     import torch
 
     from tracect import __version__
@@ -225,9 +247,10 @@ def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, de
     compute = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
     rows = []
     for n in slices:
-        for model, preset, mode in CONFIGS:
-            spec = {"model": model, "preset": preset, "mode": mode, "n": int(n), "size": int(size),
-                    "steps": int(steps), "device": device, "threads": threads, "text_encoder": text_encoder}
+        for model, preset, mode, chunk in CONFIGS:
+            spec = {"model": model, "preset": preset, "mode": mode, "chunk": chunk, "n": int(n), "size": int(size),
+                    "steps": int(steps), "device": device, "threads": threads, "text_encoder": text_encoder,
+                    "repeats": int(repeats)}
             row = _run_subprocess(spec, timeout)
             if row["status"] == "ok":
                 row["utilisation"] = row["flops_per_s"] / peak[compute]
@@ -240,26 +263,35 @@ def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, de
     dev_name = torch.cuda.get_device_name(0) if device.startswith("cuda") else (platform.processor() or platform.machine())
     return {"device": device, "device_name": dev_name, "cpu_count": os.cpu_count(), "threads": threads,
             "torch_version": torch.__version__, "tracect_version": __version__, "size": size, "steps": steps,
+            "repeats": repeats,
             "matmul_peak_flops_per_s": peak, "compute_dtype": compute, "rows": rows, "ratios": ratios(rows)}
 
 
 def ratios(rows: list[dict]) -> dict:
-    """Frame-pair / 3D ratios per N (time and peak memory) and the flatness of frame-pair memory."""
+    """Per frame model: its time and peak memory / the 3D model's per N and mode, and the flatness of its
+    memory (largest N / smallest N)."""
     ok = {(r["model"], r["mode"], r["n"]): r for r in rows if r["status"] == "ok"}
     out = {}
-    for n in sorted({r["n"] for r in rows}):
-        d3 = ok.get(("3d", "sequential", n))
+    for fm in FRAME_MODELS:
+        mine = {}
+        for n in sorted({r["n"] for r in rows}):
+            d3 = ok.get(("3d", "sequential", n))
+            for mode in ("sequential", "parallel"):
+                fp = ok.get((fm, mode, n))
+                if fp and d3:
+                    mine.setdefault(mode, {})[n] = {"time_ratio": fp["seconds"] / d3["seconds"],
+                                                    "memory_ratio": fp["peak_mib"] / max(d3["peak_mib"], 1e-9)}
         for mode in ("sequential", "parallel"):
-            fp = ok.get(("frame-pair", mode, n))
-            if fp and d3:
-                out.setdefault(mode, {})[n] = {"time_ratio": fp["seconds"] / d3["seconds"],
-                                               "memory_ratio": fp["peak_mib"] / max(d3["peak_mib"], 1e-9)}
-    for mode in ("sequential", "parallel"):
-        ns = sorted(n for (m, md, n) in ok if m == "frame-pair" and md == mode)
-        if len(ns) >= 2:
-            lo, hi = ok[("frame-pair", mode, ns[0])], ok[("frame-pair", mode, ns[-1])]
-            out.setdefault("memory_flatness", {})[mode] = {
-                "n": [ns[0], ns[-1]], "ratio": hi["peak_mib"] / max(lo["peak_mib"], 1e-9)}
+            ns = sorted(n for (m, md, n) in ok if m == fm and md == mode)
+            if len(ns) >= 2:
+                lo, hi = ok[(fm, mode, ns[0])], ok[(fm, mode, ns[-1])]
+                mine.setdefault("memory_flatness", {})[mode] = {
+                    "n": [ns[0], ns[-1]], "ratio": hi["peak_mib"] / max(lo["peak_mib"], 1e-9)}
+                if "process_peak_less_arrays_mib" in lo and "process_peak_less_arrays_mib" in hi:
+                    mine["memory_flatness"][mode]["process_ratio"] = (
+                        hi["process_peak_less_arrays_mib"] / lo["process_peak_less_arrays_mib"])
+        if mine:
+            out[fm] = mine
     return out
 
 
@@ -268,23 +300,32 @@ def markdown(result: dict) -> str:
     compute = result.get("compute_dtype", "float32")
     lines = [f"Device: {result['device_name']} ({result['device']}), {result['threads']} threads, torch "
              f"{result['torch_version']}; {result['size']}x{result['size']} slices, {result['steps']} steps, "
-             f"guidance as in the presets; matmul peak (fp32) {peak['float32'] / 1e9:.1f} GFLOP/s"
+             f"guidance as in the presets; time: median of {result.get('repeats', 1)} run(s) after a warm-up, "
+             f"memory: their largest peak; matmul peak (fp32) {peak['float32'] / 1e9:.1f} GFLOP/s"
              + (f", bf16 {peak['bfloat16'] / 1e12:.1f} TFLOP/s" if "bfloat16" in peak else "") + ".", "",
-             f"| model | mode | slices | time (s) | peak memory (MiB) | TFLOP / volume | GFLOP/s | of {compute} matmul peak |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"| model | mode | slices | windows | time (s) | peak memory (MiB) | TFLOP / volume | GFLOP/s | of {compute} matmul peak |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in result["rows"]:
+        mode = r["mode"] + (f" ({r['chunk']} / call)" if r.get("chunk") else "")
         if r["status"] != "ok":
-            lines.append(f"| {r['model']} | {r['mode']} | {r['n']} | **{r['status']}** | | | | |")
+            lines.append(f"| {r['model']} | {mode} | {r['n']} | | **{r['status']}** | | | | |")
             continue
-        lines.append(f"| {r['model']} | {r['mode']} | {r['n']} | {r['seconds']:.2f} | {r['peak_mib']:.1f} | "
+        lines.append(f"| {r['model']} | {mode} | {r['n']} | {r['windows']} | {r['seconds']:.2f} | {r['peak_mib']:.1f} | "
                      f"{r['flops'] / 1e12:.3f} | {r['flops_per_s'] / 1e9:.1f} | {r['flops_per_s'] / peak[compute]:.1%} |")
     rat = result["ratios"]
-    lines += ["", "| slices | mode | time frame-pair / 3D | memory frame-pair / 3D |", "| ---: | --- | ---: | ---: |"]
-    for mode in ("sequential", "parallel"):
-        for n, v in sorted(rat.get(mode, {}).items(), key=lambda kv: int(kv[0])):
-            lines.append(f"| {n} | {mode} | {v['time_ratio']:.2f} | {v['memory_ratio']:.3f} |")
-    for mode, v in rat.get("memory_flatness", {}).items():
-        lines.append(f"\nFrame-pair {mode}: peak memory at {v['n'][1]} slices / at {v['n'][0]} slices = {v['ratio']:.3f}.")
+    lines += ["", "| model | slices | mode | time / 3D | memory / 3D |", "| --- | ---: | --- | ---: | ---: |"]
+    for fm, mine in rat.items():
+        for mode in ("sequential", "parallel"):
+            for n, v in sorted(mine.get(mode, {}).items(), key=lambda kv: int(kv[0])):
+                lines.append(f"| {fm} | {n} | {mode} | {v['time_ratio']:.2f} | {v['memory_ratio']:.3f} |")
+    lines.append("")
+    for fm, mine in rat.items():
+        for mode, v in mine.get("memory_flatness", {}).items():
+            line = (f"{fm} {mode}: at {v['n'][1]} slices / at {v['n'][0]} slices, peak memory above the "
+                    f"loaded process {v['ratio']:.3f}")
+            if "process_ratio" in v:
+                line += f"; the whole process's peak less the volume's input and output arrays {v['process_ratio']:.3f}"
+            lines.append(line + ".  ")
     return "\n".join(lines) + "\n"
 
 
@@ -295,12 +336,12 @@ def plot(result: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for (model, _, mode) in CONFIGS:
+    for (model, _, mode, _) in CONFIGS:
         rows = [r for r in result["rows"] if r["model"] == model and r["mode"] == mode and r["status"] == "ok"]
         if not rows:
             continue
         n = [r["n"] for r in rows]
-        label = f"{model} ({mode})" if model == "frame-pair" else model
+        label = f"{model} ({mode})" if model in FRAME_MODELS else model
         axes[0].plot(n, [r["seconds"] for r in rows], "o-", label=label)
         axes[1].plot(n, [r["peak_mib"] for r in rows], "o-", label=label)
     for ax, title in zip(axes, ("time per volume (s)", "peak memory (MiB)")):

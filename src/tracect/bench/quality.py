@@ -1,9 +1,10 @@
-"""Frame-pair vs `slice` vs `3d` at equal training time, evaluated with the evaluation harness.
+"""Frame models vs `slice` vs `3d` at equal training time, evaluated with the evaluation harness.
 
 1. Data: a phantom dataset and its 64 px cache (made here unless given).
-2. Training: the three presets (``cpu``, ``cpu-slice``, ``cpu-3d``, same blocks and widths) train on the
+2. Training: the presets (``cpu`` frame pair, ``cpu-k4`` four-frame windows, ``cpu-slice``, ``cpu-3d``;
+   same blocks and widths) train on the
    same cache *at the same time*, one process each with an equal share of the CPU threads, for the same
-   wall-clock budget, so that whatever else loads the machine loads all three alike.
+   wall-clock budget, so that whatever else loads the machine loads all of them alike.
 3. The evaluation segmenter trains on the same cache (after the models; its own budget).
 4. Generation: every held-out (``test``) case from its own report (seed 0), a second seed of the
    first cases (diversity), and a counterfactual report with the contrast phase and steatosis flipped
@@ -25,7 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-MODELS = {"frame-pair": "cpu", "slice": "cpu-slice", "3d": "cpu-3d"}
+MODELS = {"frame-pair": "cpu", "frame-4": "cpu-k4", "slice": "cpu-slice", "3d": "cpu-3d"}
+# further ways of sampling a trained model: name -> (the model's name in MODELS, generate() options).
+# The four-frame model in parallel mode at 8 windows per call is the configuration `bench efficiency`
+# measures against the time and memory targets; its quality is measured here too.
+VARIANTS = {"frame-4 parallel": ("frame-4", {"mode": "parallel", "chunk": 8})}
 
 
 def _trained_minutes(run: Path) -> float:
@@ -39,7 +44,7 @@ def _trained_minutes(run: Path) -> float:
 
 
 def train_all(cache: Path, runs: Path, minutes: float, threads: int, log=print, presets: dict | None = None) -> dict:
-    """Train the three models side by side (resuming runs short of ``minutes``)."""
+    """Train the models side by side (resuming runs short of ``minutes``)."""
     procs = {}
     for name, preset in (presets or MODELS).items():
         run = runs / name
@@ -120,16 +125,17 @@ def sampling_of(run: Path) -> dict:
     return {"mode": "sequential"}
 
 
-def generate_all(run: Path, jobs: list[dict], out: Path, log=print) -> dict:
-    """Generate ``jobs`` with one model in this process; returns per-volume seconds and peak
-    resident-memory growth. A volume is reused only if it was made by the same checkpoint."""
+def generate_all(run: Path, jobs: list[dict], out: Path, log=print, how: dict | None = None) -> dict:
+    """Generate ``jobs`` with one model in this process (``how``: generate() options, default
+    :func:`sampling_of`); returns per-volume seconds and peak resident-memory growth. A volume is
+    reused only if it was made by the same checkpoint."""
     from tracect.bench.efficiency import PeakRSS, trim_heap
     from tracect.generate.outputs import write_outputs
     from tracect.generate.pipeline import Generator
     from tracect.io.readers import read_mask
 
     gen = Generator.from_checkpoint(run, device="cpu")
-    how = sampling_of(run)
+    how = how or sampling_of(run)
     out.mkdir(parents=True, exist_ok=True)
     times, peaks, warm = [], [], False
     for job in jobs:
@@ -154,9 +160,9 @@ def generate_all(run: Path, jobs: list[dict], out: Path, log=print) -> dict:
     return json.loads((out / "timing.json").read_text()) if (out / "timing.json").exists() else record
 
 
-def _generate_in_subprocess(run: Path, jobs: list[dict], out: Path, log) -> dict:
+def _generate_in_subprocess(run: Path, jobs: list[dict], out: Path, log, how: dict | None = None) -> dict:
     """Each model generates in a fresh process, so none inherits another's freed memory."""
-    spec = json.dumps({"run": str(run), "out": str(out),
+    spec = json.dumps({"run": str(run), "out": str(out), "how": how,
                        "jobs": [{**j, "mask": str(j["mask"]), "reference": str(j["reference"]) if j["reference"] else None}
                                 for j in jobs]})
     r = subprocess.run([sys.executable, "-m", "tracect.bench.quality", spec], capture_output=True, text=True)
@@ -169,9 +175,11 @@ def _generate_in_subprocess(run: Path, jobs: list[dict], out: Path, log) -> dict
 
 def run_quality(out: str | Path, minutes: float, cache: str | Path | None = None, dataset: str | Path | None = None,
                 cases: int = 40, segmenter_minutes: float | None = None, threads: int | None = None,
-                log=print, presets: dict | None = None, size: int = 64, segmenter: dict | None = None) -> dict:
+                log=print, presets: dict | None = None, size: int = 64, segmenter: dict | None = None,
+                variants: dict | None = None) -> dict:
     """The whole comparison into ``out`` (``presets``: model name -> preset or YAML file, default
-    :data:`MODELS`; ``size`` of the cache made when none is given; ``segmenter``: SegmenterConfig fields)."""
+    :data:`MODELS`; ``variants``: further samplings of those models, default :data:`VARIANTS`;
+    ``size`` of the cache made when none is given; ``segmenter``: SegmenterConfig fields)."""
     from tracect.data.prepare import PrepareConfig, prepare_dataset
     from tracect.evaluate.harness import collect_entries, evaluate
     from tracect.evaluate.segmenter import SegmenterConfig, train_segmenter
@@ -190,7 +198,7 @@ def run_quality(out: str | Path, minutes: float, cache: str | Path | None = None
         if not (cache / "manifest.json").exists():
             prepare_dataset(dataset, cache, PrepareConfig(size=size), progress=False)
     cache = Path(cache)
-    threads = threads or max(1, (os.cpu_count() or 3) // 3)
+    threads = threads or max(1, (os.cpu_count() or 1) // len(presets or MODELS))
     presets = presets or MODELS
     training = train_all(cache, out / "runs", minutes, threads, log, presets)
 
@@ -202,14 +210,17 @@ def run_quality(out: str | Path, minutes: float, cache: str | Path | None = None
     jobs = generation_jobs(dataset)
     results = {"minutes": minutes, "threads_per_model": threads, "cache": str(cache), "dataset": str(dataset),
                "training": training, "volumes": len(jobs), "models": {}}
-    for name in presets:
+    sampled = {name: (name, None) for name in presets}
+    sampled.update({v: (m, how) for v, (m, how) in (variants if variants is not None else VARIANTS).items()
+                    if m in presets})
+    for name, (model, how) in sampled.items():
         log(f"{name}: generating {len(jobs)} volumes")
-        timing = _generate_in_subprocess(out / "runs" / name, jobs, out / "generated" / name, log)
+        timing = _generate_in_subprocess(out / "runs" / model, jobs, out / "generated" / name, log, how)
         manifest = out / "generated" / name / "evaluate.jsonl"
         with open(manifest, "w") as f:
             for j in jobs:
                 line = {"name": j["name"], "generated": f"{j['name']}.nii.gz", "mask": str(j["mask"]),
-                        "report": j["report"], "seed": j["seed"], "checkpoint": str(out / "runs" / name)}
+                        "report": j["report"], "seed": j["seed"], "checkpoint": str(out / "runs" / model)}
                 if j["reference"] is not None:
                     line["reference"] = str(j["reference"])
                 f.write(json.dumps(line) + "\n")
@@ -218,7 +229,7 @@ def run_quality(out: str | Path, minutes: float, cache: str | Path | None = None
             e.mask_sha256 = json.loads((manifest.parent / f"{e.name}.json").read_text())["mask_sha256"]
         m = evaluate(entries, out / "evaluation" / name, segmenter=seg_dir, reference_dataset=dataset,
                      training_cache=cache, progress=False, log=log)
-        results["models"][name] = summarise(m, timing)
+        results["models"][name] = {**summarise(m, timing), "model": model}
     results["seconds"] = time.perf_counter() - t0
     (out / "quality.json").write_text(json.dumps(results, indent=2))
     (out / "quality.md").write_text(markdown(results))
@@ -257,10 +268,10 @@ def _f(x, fmt="{:.3f}"):
 
 
 def markdown(r: dict) -> str:
-    lines = [f"Training budget {r['minutes']} min per model, the three side by side with "
+    lines = [f"Training budget {r['minutes']} min per model, the {len(r['training'])} side by side with "
              f"{r['threads_per_model']} thread(s) each; {r['volumes']} volumes per model; 95% bootstrap CIs.", "",
              "| figure | " + " | ".join(r["models"]) + " |", "| --- |" + " ---: |" * len(r["models"])]
-    rows = [("training steps", lambda n, v: str(r["training"][n]["steps"])),
+    rows = [("training steps", lambda n, v: str(r["training"][v.get("model", n)]["steps"])),
             ("sampling", lambda n, v: ", ".join(f"{k} {x}" for k, x in (v.get("sampling") or {}).items())),
             ("Dice (segmenter on generated)", lambda n, v: _f(v["dice"])),
             ("Dice ceiling (segmenter on real)", lambda n, v: _f(v["dice_reference"])),
@@ -284,5 +295,5 @@ def markdown(r: dict) -> str:
 
 if __name__ == "__main__":  # one model's generation, in its own process (see _generate_in_subprocess)
     spec = json.loads(sys.argv[1])
-    result = generate_all(Path(spec["run"]), spec["jobs"], Path(spec["out"]), log=print)
+    result = generate_all(Path(spec["run"]), spec["jobs"], Path(spec["out"]), log=print, how=spec.get("how"))
     print(json.dumps(result))

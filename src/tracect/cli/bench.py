@@ -48,7 +48,7 @@ def register(sub) -> None:
     m.add_argument("--repeats", type=int, default=3)
     m.add_argument("--out", default=None)
     m.set_defaults(func=run_modes)
-    e = bsub.add_parser("efficiency", help="time and peak memory per volume: frame-pair (sequential, parallel) "
+    e = bsub.add_parser("efficiency", help="time and peak memory per volume: frame-pair and 4-frame windows (sequential, parallel) "
                         "vs 3D, each in a fresh subprocess; JSON, markdown table and plot",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     e.add_argument("--slices", type=int, nargs="+", default=[32, 64, 128, 256])
@@ -57,9 +57,10 @@ def register(sub) -> None:
     e.add_argument("--device", default="cpu", help="cpu or cuda")
     e.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     e.add_argument("--timeout", type=float, default=1800.0, help="seconds per measurement")
+    e.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median time, max memory)")
     e.add_argument("--out", required=True, help="folder for efficiency.json, efficiency.md, efficiency.png")
     e.set_defaults(func=run_efficiency)
-    q = bsub.add_parser("quality", help="frame-pair vs slice vs 3d trained for the same time on the phantom, "
+    q = bsub.add_parser("quality", help="frame-pair, 4-frame windows, slice and 3d trained for the same time on the phantom, "
                         "generated and evaluated; one table",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     q.add_argument("--minutes", type=float, required=True, help="training wall-clock budget per model")
@@ -68,7 +69,7 @@ def register(sub) -> None:
     q.add_argument("--dataset", default=None, help="the phantom dataset of --data (default: made in --out)")
     q.add_argument("--cases", type=int, default=40, help="phantom cases to make when no --dataset is given")
     q.add_argument("--segmenter-minutes", type=float, default=None, help="default: min(10, --minutes)")
-    q.add_argument("--threads", type=int, default=None, help="threads per model (default: CPUs / 3)")
+    q.add_argument("--threads", type=int, default=None, help="threads per model (default: CPUs / models, at least 1)")
     q.set_defaults(func=run_quality)
 
 
@@ -80,7 +81,8 @@ def run_efficiency(args) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    r = measure(tuple(args.slices), args.size, args.steps, args.device, args.threads, args.timeout)
+    r = measure(tuple(args.slices), args.size, args.steps, args.device, args.threads, args.timeout,
+                repeats=args.repeats)
     write_json(out / "efficiency.json", r)
     (out / "efficiency.md").write_text(markdown(r))
     plot(r, out / "efficiency.png")

@@ -24,6 +24,12 @@ def register(sub) -> None:
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance weight")
     p.add_argument("--mode", choices=("sequential", "parallel"), default="sequential")
     p.add_argument("--overlap", type=int, default=1, help="frames shared by consecutive windows")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="sequential mode: burn-in slices run through the mask's top slices mirrored and "
+                        "dropped, so the first slices continue a generated neighbour like the rest "
+                        "(default 16; 0: start from noise as TRACE does)")
+    p.add_argument("--chunk", type=int, default=64,
+                   help="parallel mode: windows per network call (fewer: less memory, about the same time)")
     p.add_argument("--format", choices=("nifti", "dicom"), default="nifti",
                    help="dicom: also write a DICOM series marked as synthetic")
     p.add_argument("--no-pictures", action="store_true", help="skip the montage and fly-through")
@@ -112,7 +118,7 @@ def _run_manifest(args) -> int:
 
 def _options(args) -> dict:
     return dict(vocabulary=args.vocabulary, steps=args.steps, guidance=args.guidance, mode=args.mode,
-                overlap=args.overlap, formats=("nifti", "dicom") if args.format == "dicom" else ("nifti",),
+                overlap=args.overlap, warmup=args.warmup, chunk=args.chunk, formats=("nifti", "dicom") if args.format == "dicom" else ("nifti",),
                 pictures=not args.no_pictures, overwrite=args.overwrite, device=args.device,
                 progress=not args.quiet, space_check=not args.no_space_check, allow_pickle=args.allow_pickle)
 

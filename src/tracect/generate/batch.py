@@ -282,7 +282,8 @@ def _mask_for(job: Job, vocabulary: str):
 
 
 def run_jobs(jobs: list[Job], checkpoint, out_dir: Path, *, vocabulary: str = "total", steps=None,
-             guidance=None, mode: str = "sequential", overlap: int = 1, formats=("nifti",),
+             guidance=None, mode: str = "sequential", overlap: int = 1, warmup: int | None = None,
+             chunk: int = 64, formats=("nifti",),
              pictures: bool = True, overwrite: bool = False, device: str = "auto", progress: bool = True,
              log=print, generator=None, skip_existing: bool = True, space_check: bool = True,
              summary_path: str | Path | None = None, allow_pickle: bool = False) -> dict:
@@ -326,7 +327,7 @@ def run_jobs(jobs: list[Job], checkpoint, out_dir: Path, *, vocabulary: str = "t
                                        f"{len(mine)} volume(s)")
     if todo:
         _generate_all(todo, summary, checkpoint, vocabulary=vocabulary, steps=steps, guidance=guidance,
-                      mode=mode, overlap=overlap, formats=formats, pictures=pictures,
+                      mode=mode, overlap=overlap, warmup=warmup, chunk=chunk, formats=formats, pictures=pictures,
                       overwrite=overwrite or skip_existing, device=device, progress=progress, log=log,
                       generator=generator, allow_pickle=allow_pickle)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
@@ -339,7 +340,7 @@ def run_jobs(jobs: list[Job], checkpoint, out_dir: Path, *, vocabulary: str = "t
     return summary
 
 
-def _generate_all(todo, summary, checkpoint, *, vocabulary, steps, guidance, mode, overlap, formats,
+def _generate_all(todo, summary, checkpoint, *, vocabulary, steps, guidance, mode, overlap, warmup, chunk, formats,
                   pictures, overwrite, device, progress, log, generator, allow_pickle=False) -> None:
     from tracect.generate.outputs import write_outputs
     from tracect.generate.pipeline import Generator
@@ -353,7 +354,8 @@ def _generate_all(todo, summary, checkpoint, *, vocabulary, steps, guidance, mod
                 report = Path(job.report_file).read_text(encoding="utf-8").strip()
             mask, vocab = _mask_for(job, vocabulary)
             result = gen.generate(mask, report, vocabulary=vocab, seed=job.seed, steps=steps,
-                                  guidance=guidance, mode=mode, overlap=overlap, progress=progress, log=log)
+                                  guidance=guidance, mode=mode, overlap=overlap, chunk=chunk, progress=progress,
+                                  log=log, **({} if warmup is None else {"warmup": warmup}))
             # without a sidecar, files already at ``out`` are the remains of an interrupted attempt
             write_outputs(result, out, formats, pictures, overwrite)
         except Exception as e:  # a bad job must not stop the others

@@ -35,6 +35,7 @@ from tracect.train.checkpoint import checkpoint_hash, load_model
 from tracect.train.trainer import autocast_factory, resolve_device
 
 MODES = ("sequential", "parallel")
+DEFAULT_WARMUP = 16  # burn-in slices in sequential mode (a chain's memory of its start lasts ~10)
 
 
 @dataclass
@@ -110,15 +111,25 @@ class Generator:
     def generate(self, mask: Volume, report: str = "", *, vocabulary: str | Vocabulary = "total",
                  seed: int = 0, steps: int | None = None, guidance: float | None = None,
                  mode: str = "sequential", overlap: int = 1, chunk: int = 64, progress: bool = False,
-                 log=None, window: int | None = None) -> GeneratedVolume:
+                 log=None, window: int | None = None, warmup: int = DEFAULT_WARMUP) -> GeneratedVolume:
         """Generate a CT for ``mask`` (any orientation, labels of ``vocabulary``) and ``report``.
 
         ``window`` (3D models only): slices per network window; default the whole volume in one window.
         A shorter window (e.g. the block length it was trained on) needs ``mode="parallel"``, which fuses
         the overlapping slices of neighbouring windows at every step (a 3D model has no known-frame input
-        to continue from)."""
+        to continue from).
+
+        ``warmup`` (sequential mode): slices of burn-in. A chain remembers where it came from for about
+        ten slices, and a chain started from noise alone begins elsewhere than one that arrives at the
+        same anatomy from its neighbours (on the ``cpu`` model the lung and spleen of the first slices
+        were 90–230 HU darker than the same mask slices later in the volume). So the chain first runs
+        through the mask's top ``warmup`` slices mirrored (slices warmup, ..., 1) and turns at slice 0,
+        like reflect padding; those slices are generated and dropped. 0 gives TRACE's plain start.
+        Costs about ``warmup / (K - overlap)`` extra windows."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if warmup < 0 or chunk < 1:
+            raise ValueError(f"warmup must be >= 0 and chunk >= 1, got {warmup} and {chunk}")
         mc = self.config.model
         steps = steps or self.config.diffusion.sample_steps
         guidance = self.config.diffusion.guidance if guidance is None else guidance
@@ -135,14 +146,20 @@ class Generator:
             K = volume_window(mc, Z, window)
             if K < Z and mode != "parallel":
                 raise ValueError(f"a 3D model sampled in windows of {K} < {Z} slices needs mode='parallel'")
-        pad = max(0, K - Z)  # fewer slices than a window: repeat the last slice, crop afterwards
-        lab = torch.from_numpy(np.concatenate([labels, np.repeat(labels[-1:], pad, 0)]))  # uint8 (Zp, H, W)
-        Zp = Z + pad
+        # burn-in (sequential mode): the chain first runs through the top ``B`` slices mirrored (mask
+        # slices B, B-1, ..., 1), then on through slices 0..Z-1; the first B generated slices are dropped
+        o = overlap if K > 1 else 0
+        B = min(warmup, Z - 1) if mode == "sequential" and mc.known_frames and K > 1 else 0
+        order = np.concatenate([np.arange(B, 0, -1), np.arange(Z)])  # chain slice -> mask slice
+        pad = max(0, K - len(order))  # fewer slices than a window: repeat the last slice, crop afterwards
+        order = np.concatenate([order, np.full(pad, Z - 1)])
+        lab = torch.from_numpy(labels[order])  # uint8 (Zp, H, W)
+        Zp = len(order)
         spacing = Volume(labels, affine).spacing  # (z, y, x) mm
         tokens, pooled = self.text.encode([report])
         null_t, null_p = self.text.encode([""])
         tokens, pooled, null_t, null_p = (v.to(self.device) for v in (tokens, pooled, null_t, null_p))
-        positions = torch.arange(Zp, dtype=torch.float32) / max(Z - 1, 1)
+        positions = torch.from_numpy(np.concatenate([order[:Zp - pad], np.arange(Z, Z + pad)])).float() / max(Z - 1, 1)
         T = self.config.diffusion.train_timesteps
 
         def denoise_windows(x, t, starts, known, known_values, use_report):
@@ -158,17 +175,17 @@ class Generator:
             return out.float()
 
         gen = torch.Generator().manual_seed(int(seed))
-        n_windows = len(strategies.window_starts(Zp, K, overlap if K > 1 else 0))
+        n_windows = len(strategies.window_starts(Zp, K, o))
         bar = _bar(progress, n_windows if mode == "sequential" else steps,
                    "windows" if mode == "sequential" else "steps")
-        common = dict(schedule=self.schedule, Z=Zp, K=K, H=H, W=W, overlap=overlap if K > 1 else 0,
+        common = dict(schedule=self.schedule, Z=Zp, K=K, H=H, W=W, overlap=o,
                       steps=steps, guidance=guidance, generator=gen, device=self.device)
         if mode == "sequential":
             unit = strategies.sequential(denoise_windows, on_window=lambda i: bar.update(), **common)
         else:
             unit = strategies.parallel(denoise_windows, chunk=chunk, on_step=lambda i: bar.update(), **common)
         bar.close()
-        unit = unit[:Z].numpy()
+        unit = unit[B:B + Z].numpy()
         hu = unit_to_hu(unit, self.prepare.hu_window)
         canonical = Volume(hu, affine)
         # back to the mask's own grid: canonical mask grid, then the mask's axis order
@@ -181,7 +198,7 @@ class Generator:
             "checkpoint_sha256": self.checkpoint_sha256, "config_name": self.config.name,
             "seed": int(seed), "sampler": "ddim", "parametrization": self.config.diffusion.parametrization,
             "schedule": self.schedule.name, "steps": steps, "guidance": guidance, "mode": mode,
-            "overlap": overlap if K > 1 else 0, "frames": K, "windows": n_windows, "report": report,
+            "overlap": o, "warmup": B, "frames": K, "windows": n_windows, "report": report,
             "mask_sha256": mask_hash(gm.source), "mask_source": gm.source.meta.get("source"),
             "vocabulary": get_vocabulary(vocabulary).name, "notes": gm.notes,
             "generation_grid": {"shape": list(shape), "spacing_mm": list(spacing)},
