@@ -14,13 +14,15 @@ def test_efficiency_bench_measures_each_model_in_a_subprocess(tmp_path):
     from tracect.cli.main import main
 
     assert main(["bench", "efficiency", "--slices", "8", "--size", "16", "--steps", "1", "--threads", "1",
-                 "--out", str(tmp_path)]) == 0
+                 "--repeats", "2", "--out", str(tmp_path)]) == 0
     r = json.loads((tmp_path / "efficiency.json").read_text())
     assert {(x["model"], x["mode"]) for x in r["rows"]} == {
         ("frame-pair", "sequential"), ("frame-pair", "parallel"), ("frame-4", "sequential"), ("frame-4", "parallel"),
         ("3d", "sequential")}
     for x in r["rows"]:
         assert x["status"] == "ok" and x["seconds"] > 0 and x["flops"] > 0 and x["slices_generated"] == 8
+        assert len(x["seconds_runs"]) == 2 and min(x["seconds_runs"]) <= x["seconds"] <= max(x["seconds_runs"])
+        assert x["process_peak_less_arrays_mib"] > x["peak_mib"] >= 0  # the loaded process is in the former
     row = {(x["model"], x["mode"]): x for x in r["rows"]}
     # sequential: 8 slices after a burn-in of 7 (the mask's slices 7..1) = 15 chained slices
     assert row["frame-pair", "sequential"]["windows"] == 14 and row["frame-4", "sequential"]["windows"] == 5
@@ -34,6 +36,30 @@ def test_efficiency_bench_measures_each_model_in_a_subprocess(tmp_path):
     assert (tmp_path / "efficiency.png").stat().st_size > 1000
     md = (tmp_path / "efficiency.md").read_text()
     assert "| frame-pair | sequential | 8 | 14 |" in md and "| frame-4 | parallel (8 / call) | 8 | 3 |" in md
+
+
+def test_efficiency_ratios_are_per_frame_model_against_3d():
+    from tracect.bench.efficiency import markdown, ratios
+
+    def row(model, mode, n, seconds, peak, process):
+        return {"model": model, "mode": mode, "n": n, "status": "ok", "seconds": seconds, "peak_mib": peak,
+                "process_peak_less_arrays_mib": process}
+
+    rows = [row("3d", "sequential", 32, 2.0, 200.0, 800.0), row("3d", "sequential", 256, 16.0, 1000.0, 1600.0),
+            row("frame-4", "parallel", 32, 0.5, 50.0, 650.0), row("frame-4", "parallel", 256, 4.0, 100.0, 682.5),
+            row("frame-pair", "sequential", 32, 4.0, 10.0, 600.0)]
+    r = ratios(rows)
+    assert set(r) == {"frame-4", "frame-pair"}
+    assert r["frame-4"]["parallel"][32] == {"time_ratio": 0.25, "memory_ratio": 0.25}
+    assert r["frame-4"]["parallel"][256] == {"time_ratio": 0.25, "memory_ratio": 0.1}
+    flat = r["frame-4"]["memory_flatness"]["parallel"]
+    assert flat["n"] == [32, 256] and flat["ratio"] == 2.0 and abs(flat["process_ratio"] - 1.05) < 1e-12
+    assert r["frame-pair"]["sequential"][32]["time_ratio"] == 2.0 and "memory_flatness" not in r["frame-pair"]
+    failed = {"model": "3d", "mode": "sequential", "n": 512, "status": "oom"}
+    md = markdown({"device_name": "cpu", "device": "cpu", "threads": 1, "torch_version": "x", "size": 64, "steps": 2,
+                   "repeats": 3, "matmul_peak_flops_per_s": {"float32": 1e11}, "rows": [failed], "ratios": r})
+    assert "| 3d | sequential | 512 | | **oom** |" in md and "| frame-4 | 256 | parallel | 0.25 | 0.100 |" in md
+    assert "median of 3 run(s)" in md
 
 
 @pytest.mark.slow
@@ -61,3 +87,11 @@ def test_quality_bench_smoke(tmp_path):
         assert (tmp_path / "q" / "evaluation" / name / "report.html").exists()
     table = (tmp_path / "q" / "quality.md").read_text()
     assert "flow EPE" in table and "3d" in table
+
+
+def test_quality_table_shows_a_missing_interval_as_such():
+    from tracect.bench.quality import _f
+
+    assert _f({"mean": 0.5, "ci95": [0.4, 0.6], "n": 4}) == "0.500 [0.400, 0.600]"
+    assert _f({"mean": 0.5, "ci95": [None, None], "n": 1}) == "0.500 [no CI, n=1]"
+    assert _f({"mean": None, "n": 0}) == "n/a" and _f(None) == "n/a"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tracect.evaluate import metrics as M
-from tracect.evaluate.harness import (EvalEntry, EvaluationError, collect_entries, evaluate,
-                                      findings_from_report)
+from tracect.evaluate.adherence import findings_from_report
+from tracect.evaluate.harness import EvalEntry, EvaluationError, collect_entries, evaluate
 from tracect.io import Volume, read_volume
 from tracect.io.readers import write_volume
 

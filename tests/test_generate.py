@@ -234,6 +234,29 @@ def test_peak_memory_is_flat_in_the_number_of_slices(tiny_run, real_dir):
     assert added[256] < 64 * 1024, (peak, added)  # under 64 MiB beyond the warmed-up process
 
 
+def test_drift_bench_command_compares_same_mask_slices(tiny_run, real_dir, tmp_path):
+    """`tracect bench drift` end to end on the real slab (tiny model): the mask's period is found, the
+    early window starts where it holds the last window's mask slices, and the burn-in is recorded."""
+    import json
+
+    from tracect.cli.main import main
+
+    mask = str(real_dir / "seg.nii.gz")
+    for warmup, extra in ((None, ["--mirror"]), ("0", [])):
+        out = tmp_path / f"drift_{warmup}.json"
+        args = ["bench", "drift", "--checkpoint", str(tiny_run), "--mask", mask, "--slices", "130", "--out", str(out)]
+        assert main(args + extra + ([] if warmup is None else ["--warmup", warmup])) == 0
+        r = json.loads(out.read_text())
+        period = r["period"]
+        Z = r["slices"]
+        assert period == (60 if extra else 30) and Z == 130
+        assert r["warmup"] == (16 if warmup is None else 0) and r["windows"] == Z - 1 + r["warmup"]
+        assert set(r["per_organ"]) and set(r["per_organ"]) <= set(r["per_organ_first_window"])
+        for v in r["per_organ"].values():
+            assert v["first_start"] == (Z - 64) % period and v["abs_diff_hu"] == abs(v["last_hu"] - v["first_hu"])
+        assert all(len(c) == Z // period for c in r["per_copy_mean_hu"].values())  # full copies
+
+
 def test_drift_metric_known_answers(real_mask):
     from tracect.bench.drift import organ_drift, repeat_slab
 

@@ -74,8 +74,10 @@ def per_copy_means(hu: np.ndarray, labels: np.ndarray, names: dict[int, str], pe
 
 def measure_drift(checkpoint, mask_path, n: int = 500, seed: int = 0, mode: str = "sequential",
                   report: str = "", window: int = 64, steps: int | None = None, save=None,
-                  device: str = "auto", text_encoder: str | None = None, mirror: bool = False) -> dict:
-    """``text_encoder``: a local folder replacing the checkpoint's (same encoder, another place)."""
+                  device: str = "auto", text_encoder: str | None = None, mirror: bool = False,
+                  warmup: int | None = None) -> dict:
+    """``text_encoder``: a local folder replacing the checkpoint's (same encoder, another place);
+    ``warmup``: burn-in slices of sequential mode (default: the generator's)."""
     from tracect.generate.pipeline import Generator
     from tracect.io.readers import read_mask
     from tracect.model.text import TextEncoder
@@ -87,7 +89,8 @@ def measure_drift(checkpoint, mask_path, n: int = 500, seed: int = 0, mode: str 
         text = TextEncoder(text_encoder, m.get("text_max_tokens", 256), units=m.get("text_units", "wordpieces"))
     gen = Generator.from_checkpoint(checkpoint, device=device, text=text)
     mask = repeat_slab(read_mask(mask_path), n, mirror)
-    result = gen.generate(mask, report, seed=seed, mode=mode, steps=steps, progress=True)
+    result = gen.generate(mask, report, seed=seed, mode=mode, steps=steps, progress=True,
+                          **({} if warmup is None else {"warmup": warmup}))
     names = dict(gen.vocabulary.labels)
     hu, labels = result.canonical.array, result.labels.array
     period = mask_period(labels)
@@ -95,6 +98,7 @@ def measure_drift(checkpoint, mask_path, n: int = 500, seed: int = 0, mode: str 
     unmatched = organ_drift(hu, labels, names, window)
     worst = max((v["abs_diff_hu"] for v in per_organ.values()), default=float("nan"))
     out = {"slices": n, "mode": mode, "seed": seed, "window": window, "period": period, "mirror": mirror,
+           "warmup": result.info["warmup"], "windows": result.info["windows"],
            "per_organ": per_organ, "max_abs_diff_hu": worst,
            "per_organ_first_window": unmatched,
            "max_abs_diff_hu_first_window": max((v["abs_diff_hu"] for v in unmatched.values()),

@@ -262,7 +262,9 @@ def _f(x, fmt="{:.3f}"):
     if isinstance(x, dict):
         if x.get("mean") is None:
             return "n/a"
-        lo, hi = x["ci95"]
+        lo, hi = x.get("ci95") or (None, None)
+        if lo is None or hi is None:  # too few masks for a bootstrap interval
+            return f"{fmt.format(x['mean'])} [no CI, n={x.get('n', '?')}]"
         return f"{fmt.format(x['mean'])} [{fmt.format(lo)}, {fmt.format(hi)}]"
     return fmt.format(x)
 

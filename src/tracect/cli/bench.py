@@ -36,6 +36,8 @@ def register(sub) -> None:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--report", default="")
     d.add_argument("--mirror", action="store_true", help="repeat the slab alternately upside down (no jumps)")
+    d.add_argument("--warmup", type=int, default=None,
+                   help="burn-in slices of sequential mode (default: the generator's; 0: start from noise)")
     d.add_argument("--save", default=None, help="also write the generated volume (canonical grid) here")
     d.add_argument("--out", default=None)
     d.set_defaults(func=run_drift)
@@ -118,7 +120,7 @@ def run_drift(args) -> int:
     from tracect.bench.drift import measure_drift
 
     r = measure_drift(args.checkpoint, args.mask, args.slices, args.seed, args.mode, args.report, save=args.save,
-                      mirror=args.mirror)
+                      mirror=args.mirror, warmup=args.warmup)
     literal = r["per_organ_first_window"]
     print(f"slab period {r['period']} slices; early window on the same mask slices as the last one")
     for organ, v in sorted(r["per_organ"].items()):

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +17,8 @@ import numpy as np
 
 from tracect import __version__
 from tracect.evaluate import metrics as M
+from tracect.evaluate.adherence import adherence_scores, adherence_summary, findings_from_report
+from tracect.evaluate.metrics import json_number, mean_or_nan
 from tracect.utils.jsonl import iter_jsonl
 from tracect.utils.paths import resolve_inside
 
@@ -110,102 +110,6 @@ def _case_of(name: str, known) -> str | None:
     return base if base in known else None
 
 
-# ------------------------------------------------------------------------------------------ reports
-
-
-PHASES = ("arterial", "non-contrast")
-LESION_ORGANS = {"liver": ("liver", "hepatic"), "spleen": ("spleen", "splenic"), "kidney": ("kidney", "renal")}
-
-
-def findings_from_report(text: str) -> dict:
-    """What a (phantom-style) report states: contrast phase, steatosis, organs with a lesion.
-
-    Phase: "arterial" or "non-contrast" where the text says so, else None. Lesions: an organ counts
-    when a sentence names it together with a lesion or cyst and does not begin with "No"."""
-    t = text.lower()
-    phase = "arterial" if "arterial" in t else ("non-contrast" if "non-contrast" in t or "without intravenous contrast" in t else None)
-    fatty = ("steatosis" in t) or ("fatty liver" in t)
-    lesion = set()
-    for sentence in re.split(r"(?<=[.;])\s+|\n", t):
-        s = sentence.strip()
-        if not s or s.startswith("no ") or not re.search(r"lesion|cyst|mass", s):
-            continue
-        for organ, words in LESION_ORGANS.items():
-            if any(w in s for w in words):
-                lesion.add(organ)
-    return {"contrast_phase": phase, "fatty_liver": fatty, "lesion_organs": sorted(lesion)}
-
-
-def adherence_scores(hu: np.ndarray, labels: np.ndarray, vocab) -> dict:
-    """Measurements that answer the report's questions on one volume (HU on the evaluation grid):
-    aorta median HU (contrast phase), spleen minus liver median HU (steatosis: the liver falls below
-    the spleen), and per organ the 99th percentile of |HU - organ median| after a 3x3x3 median filter
-    inside the organ eroded by one voxel in-plane (a focal lesion stands out from its organ)."""
-    from scipy import ndimage
-
-    def ids(name):
-        return [i for i, n in vocab.labels.items() if n == name]
-
-    def med(name):
-        sel = np.isin(labels, ids(name))
-        return float(np.median(hu[sel])) if sel.sum() >= 20 else float("nan")
-
-    out = {"aorta_hu": med("aorta"), "liver_hu": med("liver"), "spleen_hu": med("spleen")}
-    out["spleen_minus_liver_hu"] = out["spleen_hu"] - out["liver_hu"]
-    smooth = ndimage.median_filter(hu.astype(np.float32), size=3)
-    lesion = {}
-    for organ in LESION_ORGANS:
-        sel = np.isin(labels, ids(organ))
-        inner = ndimage.binary_erosion(sel, structure=np.ones((1, 3, 3), bool))
-        if inner.sum() >= 20:
-            v = smooth[inner]
-            lesion[organ] = float(np.percentile(np.abs(v - np.median(v)), 99))
-    out["lesion_score"] = lesion
-    return out
-
-
-ARTERIAL_AORTA_HU = 120.0  # aorta median above this: read as arterial phase
-STEATOSIS_SPLEEN_MINUS_LIVER_HU = 10.0  # liver this far below the spleen: read as steatosis
-
-
-def adherence_summary(rows: list[dict]) -> dict:
-    """Accuracy and AUROC of each measurement against what the reports say; ``rows`` hold
-    ``findings`` and ``scores`` per volume."""
-    out = {}
-    ph = [(r["scores"]["aorta_hu"], r["findings"]["contrast_phase"] == "arterial") for r in rows
-          if r["findings"]["contrast_phase"] and np.isfinite(r["scores"]["aorta_hu"])]
-    if ph:
-        s, y = zip(*ph)
-        out["contrast_phase"] = {"n": len(ph), "positives": int(sum(y)), "auroc": _nan(M.auroc(s, y)),
-                                 "accuracy": float(np.mean([(a > ARTERIAL_AORTA_HU) == b for a, b in ph])),
-                                 "rule": f"aorta median > {ARTERIAL_AORTA_HU:.0f} HU = arterial",
-                                 "mean_aorta_hu_arterial": _nan(_mean([a for a, b in ph if b])),
-                                 "mean_aorta_hu_non_contrast": _nan(_mean([a for a, b in ph if not b]))}
-    fl = [(r["scores"]["spleen_minus_liver_hu"], r["findings"]["fatty_liver"]) for r in rows
-          if np.isfinite(r["scores"]["spleen_minus_liver_hu"])]
-    if fl:
-        s, y = zip(*fl)
-        out["fatty_liver"] = {"n": len(fl), "positives": int(sum(y)), "auroc": _nan(M.auroc(s, y)),
-                              "accuracy": float(np.mean([(a > STEATOSIS_SPLEEN_MINUS_LIVER_HU) == b for a, b in fl])),
-                              "rule": f"spleen - liver median > {STEATOSIS_SPLEEN_MINUS_LIVER_HU:.0f} HU = steatosis"}
-    les = [(r["scores"]["lesion_score"][o], o in r["findings"]["lesion_organs"]) for r in rows
-           for o in r["scores"]["lesion_score"]]
-    if les:
-        s, y = zip(*les)
-        out["lesion"] = {"n_organs": len(les), "positives": int(sum(y)), "auroc": _nan(M.auroc(s, y)),
-                         "rule": "99th percentile |HU - organ median| inside the organ; AUROC over organs"}
-    return out
-
-
-def _mean(v):
-    return float(np.mean(v)) if len(v) else float("nan")
-
-
-def _nan(x):
-    """JSON has no NaN: an undefined figure is written as null."""
-    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
-
-
 # ------------------------------------------------------------------------------------------ features
 
 
@@ -227,13 +131,14 @@ class TorchScriptFeatures:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         import torch
-        import torch.nn.functional as F
+
+        from tracect.evaluate.segmenter import resize2d
 
         out = []
         with torch.no_grad():
             for s in range(0, len(images), 32):
                 x = torch.from_numpy(np.ascontiguousarray(images[s:s + 32], np.float32))[:, None]
-                x = F.interpolate((x + 1) / 2, size=(self.size, self.size), mode="bilinear", align_corners=False)
+                x = resize2d((x + 1) / 2, self.size)
                 out.append(self.module(x.repeat(1, 3, 1, 1)).reshape(len(x), -1).double().numpy())
         return np.concatenate(out)
 
@@ -251,12 +156,12 @@ def reformats(unit: np.ndarray, body: np.ndarray, every: int = 2) -> dict[str, n
 
 def _resize_stack(images: np.ndarray, size: int) -> np.ndarray:
     import torch
-    import torch.nn.functional as F
+
+    from tracect.evaluate.segmenter import resize2d
 
     if len(images) == 0:
         return np.zeros((0, size, size), np.float32)
-    x = torch.from_numpy(np.ascontiguousarray(images, np.float32))[:, None]
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)[:, 0].numpy()
+    return resize2d(torch.from_numpy(np.ascontiguousarray(images, np.float32))[:, None], size)[:, 0].numpy()
 
 
 # ------------------------------------------------------------------------------------------ one case
@@ -312,26 +217,26 @@ def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) ->
     if segmenter is not None:
         d, h, missed = M.per_organ_overlap(segmenter.predict(unit, affine=grid.affine), grid.labels, names,
                                            grid.spacing)
-        row["dice"], row["hd95_mm"], row["missed_organs"] = d, {k: _nan(v) for k, v in h.items()}, missed
-        row["dice_mean"] = _nan(_mean([v for v in d.values() if np.isfinite(v)]))
+        row["dice"], row["hd95_mm"], row["missed_organs"] = d, {k: json_number(v) for k, v in h.items()}, missed
+        row["dice_mean"] = json_number(mean_or_nan([v for v in d.values() if np.isfinite(v)]))
         if ref_unit is not None:
             dr, _, _ = M.per_organ_overlap(segmenter.predict(ref_unit, affine=grid.affine), grid.labels, names,
                                            grid.spacing)
             row["dice_reference"] = dr  # the segmenter on the real CT of this mask: the ceiling
-            row["dice_reference_mean"] = _nan(_mean([v for v in dr.values() if np.isfinite(v)]))
+            row["dice_reference_mean"] = json_number(mean_or_nan([v for v in dr.values() if np.isfinite(v)]))
     else:
         row["dice"] = row["hd95_mm"] = {}
         row["dice_mean"] = MISSING
         row["notes"].append("Dice/HD95: no segmenter given (train one with `tracect segmenter train`)")
     row["warp_error"] = M.warp_error(unit, body)
     prof = M.ssim_profile(unit, body)
-    row["ssim_profile"], row["ssim_mean"] = prof, _nan(_mean(prof))
+    row["ssim_profile"], row["ssim_mean"] = prof, json_number(mean_or_nan(prof))
     row["hu"] = M.organ_hu_stats(grid.generated, grid.labels, names)
     if ref_unit is not None:
         row["flow_epe_px"] = M.flow_epe(unit, ref_unit, body)
         row["warp_error_reference"] = M.warp_error(ref_unit, body)
         rp = M.ssim_profile(ref_unit, body)
-        row["ssim_profile_reference"], row["ssim_mean_reference"] = rp, _nan(_mean(rp))
+        row["ssim_profile_reference"], row["ssim_mean_reference"] = rp, json_number(mean_or_nan(rp))
         ref_stats = M.organ_hu_stats(grid.reference, grid.labels, names)
         for organ, s in row["hu"].items():
             r = ref_stats.get(organ)
@@ -339,7 +244,7 @@ def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) ->
             s["reference_iqr"] = r["iqr"] if r else None
             s["abs_median_error"] = abs(s["median"] - r["median"]) if r else None
         errs = [s["abs_median_error"] for s in row["hu"].values() if s.get("abs_median_error") is not None]
-        row["hu_abs_error_mean"] = _nan(_mean(errs))
+        row["hu_abs_error_mean"] = json_number(mean_or_nan(errs))
     else:
         row["flow_epe_px"] = row["warp_error_reference"] = row["ssim_profile_reference"] = MISSING
         row["hu_abs_error_mean"] = MISSING
@@ -379,7 +284,7 @@ def _clean(x):
     if isinstance(x, (list, tuple)):
         return [_clean(v) for v in x]
     if isinstance(x, (np.floating, float)):
-        return _nan(float(x))
+        return json_number(float(x))
     if isinstance(x, np.integer):
         return int(x)
     return x
@@ -491,7 +396,7 @@ def evaluate(entries: list[EvalEntry], out: str | Path, *, segmenter=None, featu
         for view in ("axial", "coronal", "sagittal"):
             g = np.concatenate([_resize_stack(reformats(a["unit"], a["body"])[view], size) for a in with_ref])
             r = np.concatenate([_resize_stack(reformats(a["ref_unit"], a["body"])[view], size) for a in refs])
-            distribution[f"fd_{view}"] = _nan(M.frechet_distance(extractor(g), extractor(r)))
+            distribution[f"fd_{view}"] = json_number(M.frechet_distance(extractor(g), extractor(r)))
             distribution[f"n_{view}"] = [int(len(g)), int(len(r))]
 
     # diversity: volumes that share mask and report (different seeds)

@@ -15,6 +15,16 @@ from scipy import ndimage
 
 from tracect.data.flow import slice_flows, warp
 
+
+def mean_or_nan(v) -> float:
+    """The mean of ``v``, NaN when it is empty."""
+    return float(np.mean(v)) if len(v) else float("nan")
+
+
+def json_number(x):
+    """JSON has no NaN: an undefined figure (None, NaN, infinite) is written as null."""
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+
 # ---------------------------------------------------------------------------------------- anatomy
 
 

@@ -38,6 +38,14 @@ class SegmenterConfig:
         return asdict(self)
 
 
+def resize2d(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Images ``(N, C, h, w)`` resized bilinearly to ``(N, C, size, size)`` (unchanged if already so):
+    the one resampling every feature extractor and the segmenter apply to the slices they see."""
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
 def build_network(c: SegmenterConfig) -> torch.nn.Module:
     from monai.networks.nets import BasicUNet
 
@@ -73,8 +81,7 @@ class Segmenter:
         return tuple(self.info["prepare"]["hu_window"])
 
     def _resize(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.config.size
-        return x if x.shape[-2:] == (s, s) else F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
+        return resize2d(x, self.config.size)
 
     @torch.no_grad()
     def predict(self, unit: np.ndarray, affine: np.ndarray | None = None, batch: int = 32) -> np.ndarray:

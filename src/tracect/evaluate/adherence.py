@@ -1,0 +1,99 @@
+"""Report adherence: what a report states, what a volume shows, and how well the two agree.
+
+Fixed rules read a (phantom-style) report: contrast phase, steatosis, organs with a lesion. Fixed
+measurements read a CT: aorta HU, spleen minus liver HU, and a focal-lesion score per organ. The
+agreement is an accuracy and an AUROC over volumes (docs/evaluation.md).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from tracect.evaluate import metrics as M
+from tracect.evaluate.metrics import json_number, mean_or_nan
+
+
+PHASES = ("arterial", "non-contrast")
+LESION_ORGANS = {"liver": ("liver", "hepatic"), "spleen": ("spleen", "splenic"), "kidney": ("kidney", "renal")}
+
+
+def findings_from_report(text: str) -> dict:
+    """What a (phantom-style) report states: contrast phase, steatosis, organs with a lesion.
+
+    Phase: "arterial" or "non-contrast" where the text says so, else None. Lesions: an organ counts
+    when a sentence names it together with a lesion or cyst and does not begin with "No"."""
+    t = text.lower()
+    phase = "arterial" if "arterial" in t else ("non-contrast" if "non-contrast" in t or "without intravenous contrast" in t else None)
+    fatty = ("steatosis" in t) or ("fatty liver" in t)
+    lesion = set()
+    for sentence in re.split(r"(?<=[.;])\s+|\n", t):
+        s = sentence.strip()
+        if not s or s.startswith("no ") or not re.search(r"lesion|cyst|mass", s):
+            continue
+        for organ, words in LESION_ORGANS.items():
+            if any(w in s for w in words):
+                lesion.add(organ)
+    return {"contrast_phase": phase, "fatty_liver": fatty, "lesion_organs": sorted(lesion)}
+
+
+def adherence_scores(hu: np.ndarray, labels: np.ndarray, vocab) -> dict:
+    """Measurements that answer the report's questions on one volume (HU on the evaluation grid):
+    aorta median HU (contrast phase), spleen minus liver median HU (steatosis: the liver falls below
+    the spleen), and per organ the 99th percentile of |HU - organ median| after a 3x3x3 median filter
+    inside the organ eroded by one voxel in-plane (a focal lesion stands out from its organ)."""
+    from scipy import ndimage
+
+    def ids(name):
+        return [i for i, n in vocab.labels.items() if n == name]
+
+    def med(name):
+        sel = np.isin(labels, ids(name))
+        return float(np.median(hu[sel])) if sel.sum() >= 20 else float("nan")
+
+    out = {"aorta_hu": med("aorta"), "liver_hu": med("liver"), "spleen_hu": med("spleen")}
+    out["spleen_minus_liver_hu"] = out["spleen_hu"] - out["liver_hu"]
+    smooth = ndimage.median_filter(hu.astype(np.float32), size=3)
+    lesion = {}
+    for organ in LESION_ORGANS:
+        sel = np.isin(labels, ids(organ))
+        inner = ndimage.binary_erosion(sel, structure=np.ones((1, 3, 3), bool))
+        if inner.sum() >= 20:
+            v = smooth[inner]
+            lesion[organ] = float(np.percentile(np.abs(v - np.median(v)), 99))
+    out["lesion_score"] = lesion
+    return out
+
+
+ARTERIAL_AORTA_HU = 120.0  # aorta median above this: read as arterial phase
+STEATOSIS_SPLEEN_MINUS_LIVER_HU = 10.0  # liver this far below the spleen: read as steatosis
+
+
+def adherence_summary(rows: list[dict]) -> dict:
+    """Accuracy and AUROC of each measurement against what the reports say; ``rows`` hold
+    ``findings`` and ``scores`` per volume."""
+    out = {}
+    ph = [(r["scores"]["aorta_hu"], r["findings"]["contrast_phase"] == "arterial") for r in rows
+          if r["findings"]["contrast_phase"] and np.isfinite(r["scores"]["aorta_hu"])]
+    if ph:
+        s, y = zip(*ph)
+        out["contrast_phase"] = {"n": len(ph), "positives": int(sum(y)), "auroc": json_number(M.auroc(s, y)),
+                                 "accuracy": float(np.mean([(a > ARTERIAL_AORTA_HU) == b for a, b in ph])),
+                                 "rule": f"aorta median > {ARTERIAL_AORTA_HU:.0f} HU = arterial",
+                                 "mean_aorta_hu_arterial": json_number(mean_or_nan([a for a, b in ph if b])),
+                                 "mean_aorta_hu_non_contrast": json_number(mean_or_nan([a for a, b in ph if not b]))}
+    fl = [(r["scores"]["spleen_minus_liver_hu"], r["findings"]["fatty_liver"]) for r in rows
+          if np.isfinite(r["scores"]["spleen_minus_liver_hu"])]
+    if fl:
+        s, y = zip(*fl)
+        out["fatty_liver"] = {"n": len(fl), "positives": int(sum(y)), "auroc": json_number(M.auroc(s, y)),
+                              "accuracy": float(np.mean([(a > STEATOSIS_SPLEEN_MINUS_LIVER_HU) == b for a, b in fl])),
+                              "rule": f"spleen - liver median > {STEATOSIS_SPLEEN_MINUS_LIVER_HU:.0f} HU = steatosis"}
+    les = [(r["scores"]["lesion_score"][o], o in r["findings"]["lesion_organs"]) for r in rows
+           for o in r["scores"]["lesion_score"]]
+    if les:
+        s, y = zip(*les)
+        out["lesion"] = {"n_organs": len(les), "positives": int(sum(y)), "auroc": json_number(M.auroc(s, y)),
+                         "rule": "99th percentile |HU - organ median| inside the organ; AUROC over organs"}
+    return out
