@@ -89,8 +89,7 @@ def measure_drift(checkpoint, mask_path, n: int = 500, seed: int = 0, mode: str 
         text = TextEncoder(text_encoder, m.get("text_max_tokens", 256), units=m.get("text_units", "wordpieces"))
     gen = Generator.from_checkpoint(checkpoint, device=device, text=text)
     mask = repeat_slab(read_mask(mask_path), n, mirror)
-    result = gen.generate(mask, report, seed=seed, mode=mode, steps=steps, progress=True,
-                          **({} if warmup is None else {"warmup": warmup}))
+    result = gen.generate(mask, report, seed=seed, mode=mode, steps=steps, progress=True, warmup=warmup)
     names = dict(gen.vocabulary.labels)
     hu, labels = result.canonical.array, result.labels.array
     period = mask_period(labels)

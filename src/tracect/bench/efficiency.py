@@ -3,14 +3,15 @@
 The frame models are TRACE's frame pair (``cpu``: K = 2, one new slice per network call) and the
 same network with windows of four frames (``cpu-k4``: three new slices per call; the frames are the
 2D network's channels, so a call costs about the same). Parallel mode runs at the generator's default
-chunk of 64 windows per call for K = 2 (the configuration of issue 4's measurements) and at 8 windows
-per call for K = 4 (its memory then no longer grows with the number of windows batched).
+chunk of 64 windows per call for K = 2 and at 8 windows per call for K = 4 (its memory then no longer
+grows with the number of windows batched).
 
 Every measurement runs in a fresh subprocess (``python -m tracect.bench.efficiency --one JSON``):
 the models are untrained (timing and memory do not depend on the weights) and built from the
 ``cpu`` / ``cpu-k4`` / ``cpu-3d`` presets at the requested slice size, so all have the same blocks,
 widths, conditioning, steps and guidance. Sequential mode includes the default burn-in
-(:data:`tracect.generate.pipeline.DEFAULT_WARMUP` slices), as ``tracect generate`` runs it. Each subprocess generates the measured volume once with one step
+(:data:`tracect.generate.pipeline.DEFAULT_WARMUP` slices), as ``tracect generate`` runs it. Each
+subprocess generates the measured volume once with one step
 (warm-up: kernels, caches, first-call costs at the measured shape), returns freed heap to the system,
 then measures:
 

@@ -354,8 +354,8 @@ def _generate_all(todo, summary, checkpoint, *, vocabulary, steps, guidance, mod
                 report = Path(job.report_file).read_text(encoding="utf-8").strip()
             mask, vocab = _mask_for(job, vocabulary)
             result = gen.generate(mask, report, vocabulary=vocab, seed=job.seed, steps=steps,
-                                  guidance=guidance, mode=mode, overlap=overlap, chunk=chunk, progress=progress,
-                                  log=log, **({} if warmup is None else {"warmup": warmup}))
+                                  guidance=guidance, mode=mode, overlap=overlap, chunk=chunk, warmup=warmup,
+                                  progress=progress, log=log)
             # without a sidecar, files already at ``out`` are the remains of an interrupted attempt
             write_outputs(result, out, formats, pictures, overwrite)
         except Exception as e:  # a bad job must not stop the others

@@ -111,7 +111,7 @@ class Generator:
     def generate(self, mask: Volume, report: str = "", *, vocabulary: str | Vocabulary = "total",
                  seed: int = 0, steps: int | None = None, guidance: float | None = None,
                  mode: str = "sequential", overlap: int = 1, chunk: int = 64, progress: bool = False,
-                 log=None, window: int | None = None, warmup: int = DEFAULT_WARMUP) -> GeneratedVolume:
+                 log=None, window: int | None = None, warmup: int | None = None) -> GeneratedVolume:
         """Generate a CT for ``mask`` (any orientation, labels of ``vocabulary``) and ``report``.
 
         ``window`` (3D models only): slices per network window; default the whole volume in one window.
@@ -125,9 +125,10 @@ class Generator:
         were 90–230 HU darker than the same mask slices later in the volume). So the chain first runs
         through the mask's top ``warmup`` slices mirrored (slices warmup, ..., 1) and turns at slice 0,
         like reflect padding; those slices are generated and dropped. 0 gives TRACE's plain start.
-        Costs about ``warmup / (K - overlap)`` extra windows."""
+        Costs about ``warmup / (K - overlap)`` extra windows. ``None``: :data:`DEFAULT_WARMUP`."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        warmup = DEFAULT_WARMUP if warmup is None else warmup
         if warmup < 0 or chunk < 1:
             raise ValueError(f"warmup must be >= 0 and chunk >= 1, got {warmup} and {chunk}")
         mc = self.config.model
@@ -150,16 +151,15 @@ class Generator:
         # slices B, B-1, ..., 1), then on through slices 0..Z-1; the first B generated slices are dropped
         o = overlap if K > 1 else 0
         B = min(warmup, Z - 1) if mode == "sequential" and mc.known_frames and K > 1 else 0
-        order = np.concatenate([np.arange(B, 0, -1), np.arange(Z)])  # chain slice -> mask slice
-        pad = max(0, K - len(order))  # fewer slices than a window: repeat the last slice, crop afterwards
-        order = np.concatenate([order, np.full(pad, Z - 1)])
-        lab = torch.from_numpy(labels[order])  # uint8 (Zp, H, W)
-        Zp = len(order)
+        pad = max(0, K - (B + Z))  # fewer slices than a window: repeat the last slice, crop afterwards
+        chain = np.concatenate([np.arange(B, 0, -1), np.arange(Z + pad)])  # chain slice -> mask slice
+        lab = torch.from_numpy(labels[np.minimum(chain, Z - 1)])  # uint8 (Zp, H, W)
+        Zp = len(chain)
         spacing = Volume(labels, affine).spacing  # (z, y, x) mm
         tokens, pooled = self.text.encode([report])
         null_t, null_p = self.text.encode([""])
         tokens, pooled, null_t, null_p = (v.to(self.device) for v in (tokens, pooled, null_t, null_p))
-        positions = torch.from_numpy(np.concatenate([order[:Zp - pad], np.arange(Z, Z + pad)])).float() / max(Z - 1, 1)
+        positions = torch.from_numpy(chain).float() / max(Z - 1, 1)
         T = self.config.diffusion.train_timesteps
 
         def denoise_windows(x, t, starts, known, known_values, use_report):
