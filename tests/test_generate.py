@@ -61,9 +61,10 @@ def test_window_starts_cover_every_slice_with_overlap():
 
 
 @pytest.mark.parametrize("affine", [np.diag([3.0, 3.0, 3.0, 1.0]), np.diag([-3.0, -3.0, 3.0, 1.0]),
+                                    np.diag([-3.0, 3.0, 3.0, 1.0]),
                                     make_affine((1, 0, 2), (1, 0, 0), (2.5, 3.2, 3.0), (0.1, -0.05, 0.2),
                                                 (20, -30, 40))],
-                         ids=["RAS", "LPS", "oblique"])
+                         ids=["RAS", "LPS", "LAS", "oblique"])
 def test_output_is_on_the_mask_grid(gen, real_mask, affine):
     mask = Volume(real_mask.array, affine)
     result = gen.generate(mask, "CT of the upper abdomen.", seed=0)
@@ -131,12 +132,20 @@ def test_modes_agree_in_shape_and_geometry(gen, real_mask):
     assert s.info["mode"] == "sequential" and p.info["mode"] == "parallel"
 
 
-def test_totalsegmentator_folder_and_cli_outputs(tiny_run, real_mask, tmp_path):
+def test_totalsegmentator_folder_and_cli_outputs(tiny_run, real_mask, tmp_path, capsys):
     folder = tmp_path / "segs"
     folder.mkdir()
     for i in np.unique(real_mask.array)[1:]:
         nib.save(nib.Nifti1Image((real_mask.array == i).astype(np.uint8), real_mask.affine),
                  str(folder / f"{total().labels[int(i)]}.nii.gz"))
+    # files of TotalSegmentator's other tasks, as its output folders hold them
+    aorta = real_mask.array == total().id_of("aorta")
+    for name, on in (("celiac_trunk", np.roll(aorta, 3, axis=1)), ("superior_mesenteric_artery", np.roll(aorta, 6, axis=1)),
+                     ("body_trunc", real_mask.array > 0), ("pleural_effusion", np.zeros_like(aorta))):
+        nib.save(nib.Nifti1Image(on.astype(np.uint8), real_mask.affine), str(folder / f"{name}.nii.gz"))
+    strict = main(["generate", "--checkpoint", str(tiny_run), "--mask", str(folder), "--strict", "--steps", "1",
+                   "--out", str(tmp_path / "strict" / "ct.nii.gz"), "--quiet"])
+    assert strict == 1 and "are not labels of vocabulary 'total'" in capsys.readouterr().out
     out = tmp_path / "out" / "ct.nii.gz"
     code = main(["generate", "--checkpoint", str(tiny_run), "--mask", str(folder), "--report",
                  "Arterial phase CT.", "--seed", "3", "--steps", "2", "--format", "dicom", "--out", str(out),
@@ -148,6 +157,11 @@ def test_totalsegmentator_folder_and_cli_outputs(tiny_run, real_mask, tmp_path):
     for key in ("checkpoint_sha256", "seed", "sampler", "steps", "guidance", "report", "mask_sha256",
                 "tracect_version"):
         assert key in side
+    assert side["organ_files"]["merged"] == {"celiac_trunk": "aorta", "superior_mesenteric_artery": "aorta"}
+    assert side["organ_files"]["ignored"] == {"body_trunc": "vocabulary 'total' has no label of group 'body'",
+                                              "pleural_effusion": "no coarse label"}
+    assert any("celiac_trunk, superior_mesenteric_artery -> aorta" in n for n in side["notes"])
+    assert "organ files ignored: body_trunc" in capsys.readouterr().err  # the run's notes
     assert side["seed"] == 3 and side["report"] == "Arterial phase CT." and side["steps"] == 2
     assert (tmp_path / "out" / "ct.png").stat().st_size > 1000
     assert (tmp_path / "out" / "ct.gif").stat().st_size > 1000

@@ -79,6 +79,63 @@ def test_organ_folder_merges_to_the_multilabel_mask(tmp_path, real_dir):
     assert np.array_equal(merged.array, seg.array) and np.allclose(merged.affine, seg.affine)
     nib.save(nib.Nifti1Image(np.zeros(seg.shape, np.uint8), seg.affine), str(folder / "tumour.nii.gz"))
     with pytest.raises(ValueError, match=r"\['tumour'\]"):
+        read_mask(folder, strict=True)
+    # without strict, a name of no task tracect knows is ignored, and said so
+    merged = read_mask(folder)
+    assert np.array_equal(merged.array, seg.array)
+    assert merged.meta["organ_files"]["ignored"] == {"tumour": "no coarse label"}
+
+
+def test_organ_folder_with_names_of_other_totalsegmentator_tasks(tmp_path, real_dir):
+    """A TotalSegmentator output folder with files of its other tasks: named arteries fold into the
+    coarse group of arteries (label `aorta` of `total`), liver segments into the liver, filling only
+    unlabelled voxels; `body` has no label in `total` and is ignored; every file may be stored in
+    another axis order of the same grid."""
+    import nibabel as nib
+
+    from tracect.io import Volume, write_volume
+    from tracect.labels.vocabulary import build_remap, coarse
+
+    seg = read_mask(real_dir / "seg.nii.gz")
+    folder = tmp_path / "segs"
+    folder.mkdir()
+    for i in np.unique(seg.array)[1:]:
+        nib.save(nib.Nifti1Image((seg.array == i).astype(np.uint8), seg.affine),
+                 str(folder / f"{total().labels[int(i)]}.nii.gz"))
+    aorta = seg.array == total().id_of("aorta")
+    # a vessel branching off the aorta: the voxels in front of it, plus some aorta voxels
+    trunk = np.roll(aorta, 3, axis=1) | aorta
+    sma = np.roll(aorta, 6, axis=1) & ~trunk
+    extra = {"celiac_trunk": trunk, "superior_mesenteric_artery": sma,
+             "liver_segment_4": seg.array == total().id_of("liver"), "body": seg.array >= 0}
+    for name, on in extra.items():  # stored in LAS, as TotalSegmentator writes
+        write_volume(Volume(on.astype(np.uint8), seg.affine).reorient(("L", "A", "S")), folder / f"{name}.nii.gz")
+    with pytest.raises(ValueError, match=r"\['body', 'celiac_trunk', 'liver_segment_4', 'superior_mesenteric_artery'\]"):
+        read_mask(folder, strict=True)
+    merged = read_mask(folder)
+    files = merged.meta["organ_files"]
+    assert files["merged"] == {"celiac_trunk": "aorta", "superior_mesenteric_artery": "aorta",
+                               "liver_segment_4": "liver"}
+    assert files["ignored"] == {"body": "vocabulary 'total' has no label of group 'body'"}
+    assert any("celiac_trunk, superior_mesenteric_artery -> aorta" in n for n in merged.meta["notes"])
+    assert any("body (vocabulary 'total' has no label" in n for n in merged.meta["notes"])
+    # known organs keep every voxel; merged files only fill background
+    labelled = seg.array > 0
+    assert np.array_equal(merged.array[labelled], seg.array[labelled])
+    new = (trunk | sma) & ~labelled
+    assert new.any() and np.all(merged.array[new] == total().id_of("aorta"))
+    assert np.all(merged.array[~labelled & ~new] == 0)
+    # in the model's coarse vocabulary the arteries are arteries, and the body a body
+    coarse_mask = read_mask(folder, coarse())
+    coarse_files = coarse_mask.meta["organ_files"]
+    assert coarse_files["merged"]["celiac_trunk"] == "aorta" and coarse_files["merged"]["kidney_left"] == "kidney"
+    assert "body" not in coarse_files["merged"] and not coarse_files["ignored"]  # a label of `tracect`
+    assert np.array_equal(build_remap(total(), coarse())(merged.array)[labelled], coarse_mask.array[labelled])
+    # an organ file on another grid is refused with the offset
+    shifted = seg.affine.copy()
+    shifted[2, 3] += 6.0
+    nib.save(nib.Nifti1Image(aorta.astype(np.uint8), shifted), str(folder / "aorta.nii.gz"))
+    with pytest.raises(ValueError, match=r"aorta.nii.gz is not on the grid of .*6 mm apart"):
         read_mask(folder)
 
 

@@ -31,7 +31,10 @@ def compare_modes(checkpoint, mask, report: str = "", reference=None, seed: int 
     """Generate ``mask`` in both modes; ``reference`` is a HU Volume on the mask's grid (optional)."""
     from tracect.data.resample import resample_to_grid
     from tracect.generate.pipeline import Generator
+    from tracect.io.pairing import check_same_grid
 
+    if reference is not None:
+        check_same_grid(reference, mask, ("reference CT", "mask"))
     gen = Generator.from_checkpoint(checkpoint)
     gen.generate(mask, report, seed=seed, steps=2)  # warm-up
     rows = {}

@@ -18,6 +18,10 @@ def register(sub) -> None:
     rep.add_argument("--report", default="", help="report text")
     rep.add_argument("--report-file", help="file holding the report text (UTF-8)")
     p.add_argument("--vocabulary", default="total", help="label vocabulary of the mask (name or JSON)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse an organ folder holding files whose names are not labels of --vocabulary "
+                        "(default: merge them into a coarser label, e.g. a named artery into aorta, or "
+                        "ignore them; the notes and the sidecar list which)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num", type=int, default=1, help="volumes with seeds seed..seed+num-1")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's)")
@@ -120,7 +124,8 @@ def _options(args) -> dict:
     return dict(vocabulary=args.vocabulary, steps=args.steps, guidance=args.guidance, mode=args.mode,
                 overlap=args.overlap, warmup=args.warmup, chunk=args.chunk, formats=("nifti", "dicom") if args.format == "dicom" else ("nifti",),
                 pictures=not args.no_pictures, overwrite=args.overwrite, device=args.device,
-                progress=not args.quiet, space_check=not args.no_space_check, allow_pickle=args.allow_pickle)
+                progress=not args.quiet, space_check=not args.no_space_check, allow_pickle=args.allow_pickle,
+                strict_labels=args.strict)
 
 
 def _print_summary(summary: dict, prefix: str = "") -> None:

@@ -44,6 +44,9 @@ def describe(path: str, kind: str = "auto", vocabulary: str = "total") -> dict:
         out["labels"] = {str(int(i)): {"name": vocab.labels.get(int(i), "UNKNOWN"), "voxels": int(c)}
                          for i, c in zip(ids, counts) if i != 0}
         out["unknown_labels"] = vocab.unknown_ids(a)
+        if "organ_files" in vol.meta:
+            out["organ_files"] = vol.meta["organ_files"]
+            out["notes"] = vol.meta["notes"]
     if "series_uid" in vol.meta:
         out["series_uid"] = vol.meta["series_uid"]
         out["transfer_syntax"] = vol.meta["transfer_syntax"]
@@ -64,4 +67,6 @@ def run(args) -> int:
         print(f"  label {i:>4} {lab['name']:<32} {lab['voxels']} voxels")
     if d.get("unknown_labels"):
         print(f"  labels not in '{d['vocabulary']}': {d['unknown_labels']}")
+    for note in d.get("notes", []):
+        print(f"  note: {note}")
     return 0

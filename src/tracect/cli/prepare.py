@@ -19,7 +19,10 @@ def register(sub) -> None:
     p.add_argument("--flow", choices=("dis", "farneback"), default="dis")
     p.add_argument("--min-slices", type=int, default=2)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--strict", action="store_true", help="exit non-zero if any case is skipped")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse organ-folder files whose names are not labels of the dataset's vocabulary "
+                        "(default: merge them into a coarser label or ignore them, with a note), and exit "
+                        "non-zero if any case is skipped")
     p.add_argument("--no-space-check", action="store_true",
                    help="start even if the cache's estimated size exceeds the free disk space")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -53,7 +56,7 @@ def run(args) -> int:
         raise CommandError(str(e)) from None
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     result = prepare_dataset(dataset, args.out, config, workers=args.workers,
-                             progress=not args.quiet, log=log)
+                             progress=not args.quiet, log=log, strict_labels=args.strict)
     print(f"prepared {len(result.prepared)} case(s) into {args.out} "
           f"({result.reused} already done), skipped {len(result.skipped)}")
     for w in result.warnings:

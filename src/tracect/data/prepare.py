@@ -122,8 +122,12 @@ def output_grid(canon: Volume, body: np.ndarray, config: PrepareConfig) -> tuple
     return scaled_grid(canon, origin, step, (n_z, config.size, config.size))
 
 
-def prepare_case(source: CaseSource, vocabulary: Vocabulary, config: PrepareConfig) -> dict:
-    """Validate and resample one case -> ``(arrays, meta)``; raises :class:`CaseError`."""
+def prepare_case(source: CaseSource, vocabulary: Vocabulary, config: PrepareConfig,
+                 strict_labels: bool = False) -> tuple[dict, dict]:
+    """Validate and resample one case -> ``(arrays, meta)``; raises :class:`CaseError`.
+
+    ``strict_labels``: refuse organ-folder files outside ``vocabulary`` instead of merging or ignoring
+    them (:mod:`tracect.labels.organ_files`)."""
     case = source.case_id
     if source.image is None:
         raise CaseError(case, "mask without an image")
@@ -131,13 +135,11 @@ def prepare_case(source: CaseSource, vocabulary: Vocabulary, config: PrepareConf
         raise CaseError(case, "image without a mask")
     try:
         image = read_volume(source.image)
-        mask = read_mask(source.mask, vocabulary)
+        mask = read_mask(source.mask, vocabulary, strict=strict_labels)
     except VolumeReadError as e:
         raise CaseError(case, str(e)) from None
     check_hu(case, image.array)
-    check_pair(case, image, mask, vocabulary, config.min_slices)
-
-    canon_img, canon_mask = image.canonical(), mask.canonical()
+    canon_img, canon_mask = check_pair(case, image, mask, vocabulary, config.min_slices)
     body_src = body_from_ct(canon_img.array, config.body_threshold) | (canon_mask.array > 0)
     affine, shape = output_grid(canon_img, body_src, config)
     if shape[0] < config.min_slices:
@@ -161,6 +163,7 @@ def prepare_case(source: CaseSource, vocabulary: Vocabulary, config: PrepareConf
         warnings.append("no report: trains with an empty report")
     if mask.meta.get("overlap_voxels"):
         warnings.append(f"{mask.meta['overlap_voxels']} voxels claimed by several organ files")
+    warnings += mask.meta.get("notes", [])
     meta = {
         "case": case, "split": source.split, "report": source.report or "",
         "n_slices": int(shape[0]), "shape": list(shape),
@@ -170,7 +173,8 @@ def prepare_case(source: CaseSource, vocabulary: Vocabulary, config: PrepareConf
                                                           np.zeros(shape[0])], 1))[:, 2]],
         "source": {"image": str(source.image), "mask": str(source.mask), "shape": list(image.shape),
                    "spacing": list(image.spacing), "orientation": "".join(image.orientation),
-                   "format": image.meta.get("format")},
+                   "mask_orientation": "".join(mask.orientation), "format": image.meta.get("format"),
+                   **({"organ_files": mask.meta["organ_files"]} if "organ_files" in mask.meta else {})},
         "label_voxels": {target.labels[i]: int(c) for i, c in enumerate(counts) if i and c},
         "warnings": warnings, "config_digest": config.digest(), "tracect_version": __version__,
     }
@@ -194,9 +198,10 @@ def _write_case(cases_dir: Path, arrays: dict, meta: dict) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _worker(source: CaseSource, vocabulary: Vocabulary, config: PrepareConfig, cases_dir: Path):
+def _worker(source: CaseSource, vocabulary: Vocabulary, config: PrepareConfig, cases_dir: Path,
+            strict_labels: bool = False):
     try:
-        arrays, meta = prepare_case(source, vocabulary, config)
+        arrays, meta = prepare_case(source, vocabulary, config, strict_labels)
     except CaseError as e:
         return source.case_id, None, e.problem
     except Exception as e:  # a reader bug must not lose the other cases
@@ -226,8 +231,9 @@ class PrepareResult:
 
 
 def prepare_dataset(dataset: str | Path | Dataset, out: str | Path, config: PrepareConfig = PrepareConfig(),
-                    workers: int = 1, progress: bool = True, log=print) -> PrepareResult:
-    """Prepare every valid case of ``dataset`` into the cache ``out``; bad cases are skipped and listed."""
+                    workers: int = 1, progress: bool = True, log=print, strict_labels: bool = False) -> PrepareResult:
+    """Prepare every valid case of ``dataset`` into the cache ``out``; bad cases are skipped and listed.
+    ``strict_labels`` as in :func:`prepare_case`."""
     from tqdm import tqdm
 
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
@@ -258,13 +264,13 @@ def prepare_dataset(dataset: str | Path | Dataset, out: str | Path, config: Prep
     outcomes = []
     if workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_worker, s, ds.vocabulary, config, cases_dir) for s in todo]
+            futures = [pool.submit(_worker, s, ds.vocabulary, config, cases_dir, strict_labels) for s in todo]
             for fut in as_completed(futures):
                 outcomes.append(fut.result())
                 bar.update()
     else:
         for s in todo:
-            outcomes.append(_worker(s, ds.vocabulary, config, cases_dir))
+            outcomes.append(_worker(s, ds.vocabulary, config, cases_dir, strict_labels))
             bar.update()
     bar.close()
     for case, meta, problem in outcomes:

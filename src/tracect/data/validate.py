@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tracect.io.pairing import GridMismatchError, canonical_pair
 from tracect.io.volume import Volume
 from tracect.labels.vocabulary import Vocabulary
 
@@ -39,19 +40,20 @@ def check_hu(case_id: str, hu: np.ndarray) -> None:
 
 
 def check_pair(case_id: str, image: Volume, mask: Volume, vocabulary: Vocabulary,
-               min_slices: int) -> None:
-    """Shape, geometry, labels and size checks of an image and its mask (any orientation)."""
-    if image.shape != mask.shape:
-        raise CaseError(case_id, f"image shape {image.shape} differs from mask shape {mask.shape}")
-    tol = 0.01 * min(image.spacing)
-    diff = float(np.abs(image.affine - mask.affine).max())
-    if diff > max(tol, 1e-3):
-        raise CaseError(case_id, f"image and mask grids differ (affines differ by up to {diff:.3g} mm)")
-    if not np.any(mask.array):
+               min_slices: int) -> tuple[Volume, Volume]:
+    """Geometry, labels and size checks of an image and its mask, stored in any axis order.
+
+    The grids are compared in world coordinates (:func:`tracect.io.pairing.canonical_pair`); returns both
+    in canonical ``(Z, Y, X)`` layout, the mask on the image's affine."""
+    try:
+        canon_img, canon_mask = canonical_pair(image, mask)
+    except GridMismatchError as e:
+        raise CaseError(case_id, str(e)) from None
+    if not np.any(canon_mask.array):
         raise CaseError(case_id, "mask is empty (no labelled voxel)")
-    unknown = vocabulary.unknown_ids(mask.array)
+    unknown = vocabulary.unknown_ids(canon_mask.array)
     if unknown:
         raise CaseError(case_id, f"mask labels {unknown} are not in vocabulary '{vocabulary.name}'")
-    n_axial = image.canonical().shape[0]
-    if n_axial < min_slices:
-        raise CaseError(case_id, f"{n_axial} axial slice(s); at least {min_slices} needed")
+    if canon_img.shape[0] < min_slices:
+        raise CaseError(case_id, f"{canon_img.shape[0]} axial slice(s); at least {min_slices} needed")
+    return canon_img, canon_mask

@@ -183,21 +183,30 @@ def case_grid(entry: EvalEntry, prepare, vocab) -> CaseGrid:
     from tracect.data.prepare import AIR_HU, output_grid
     from tracect.data.resample import resample_to_grid
     from tracect.generate.masks import prepare_mask
+    from tracect.io.pairing import GridMismatchError, check_same_grid
     from tracect.io.readers import read_mask, read_volume
     from tracect.io.volume import Volume
     from tracect.labels.vocabulary import get_vocabulary
 
-    gm = prepare_mask(read_mask(entry.mask), get_vocabulary(entry.vocabulary), vocab)
+    mask = read_mask(entry.mask, get_vocabulary(entry.vocabulary))
+    gm = prepare_mask(mask, get_vocabulary(entry.vocabulary), vocab)
     canon = gm.labels
     affine, shape = output_grid(canon, canon.array > 0, prepare)
     labels = resample_to_grid(canon, affine, shape, order=0, dtype=np.uint8).array
 
-    def onto(path):
-        vol = read_volume(path).canonical()
-        return resample_to_grid(vol, affine, shape, order=1, cval=AIR_HU).array
+    def onto(path, what):
+        # a CT scored against a mask must lie on the mask's grid (stored in any axis order); it then
+        # takes the mask's affine, so generated and reference go through one and the same resampling
+        ct = read_volume(path)
+        check_same_grid(ct, mask, (f"{what} {Path(path).name}", "mask"))
+        return resample_to_grid(Volume(ct.canonical().array, canon.affine), affine, shape, order=1,
+                                cval=AIR_HU).array
 
-    gen = onto(entry.generated)
-    ref = onto(entry.reference) if entry.reference is not None else None
+    try:
+        gen = onto(entry.generated, "generated CT")
+        ref = onto(entry.reference, "reference CT") if entry.reference is not None else None
+    except GridMismatchError as e:
+        raise EvaluationError(f"{entry.name}: {e}") from None
     return CaseGrid(gen, labels, Volume(labels, affine).spacing, ref, affine)
 
 

@@ -268,13 +268,13 @@ def estimate_output_bytes(jobs: list[tuple[Job, Path]], formats=("nifti",), pict
     return int((sum(voxels) + unknown * mean) * per_voxel + len(jobs) * fixed)
 
 
-def _mask_for(job: Job, vocabulary: str):
+def _mask_for(job: Job, vocabulary: str, strict_labels: bool = False):
     from tracect.io.readers import read_mask
     from tracect.labels.vocabulary import get_vocabulary
     from tracect.phantom import make_mask
 
     if job.mask is not None:
-        return read_mask(job.mask, get_vocabulary(vocabulary)), vocabulary
+        return read_mask(job.mask, get_vocabulary(vocabulary), strict=strict_labels), vocabulary
     if not job.slices or job.slices < 1:
         raise ValueError("slices must be >= 1")
     # the phantom's own field of view; generation resamples it to the model's grid
@@ -286,7 +286,8 @@ def run_jobs(jobs: list[Job], checkpoint, out_dir: Path, *, vocabulary: str = "t
              chunk: int = 64, formats=("nifti",),
              pictures: bool = True, overwrite: bool = False, device: str = "auto", progress: bool = True,
              log=print, generator=None, skip_existing: bool = True, space_check: bool = True,
-             summary_path: str | Path | None = None, allow_pickle: bool = False) -> dict:
+             summary_path: str | Path | None = None, allow_pickle: bool = False,
+             strict_labels: bool = False) -> dict:
     """Generate every job with one model.
 
     Returns ``{"done", "skipped", "failed", "not_started", "failures", "outputs", "stopped",
@@ -294,7 +295,8 @@ def run_jobs(jobs: list[Job], checkpoint, out_dir: Path, *, vocabulary: str = "t
     a finished job is skipped and the remains of an unfinished one are replaced; without it (volumes
     named on the command line) an existing output is an error before any work, unless ``overwrite``.
     The output folder's writability and free space are checked before the model is loaded
-    (:class:`~tracect.utils.preflight.PreflightError`).
+    (:class:`~tracect.utils.preflight.PreflightError`). ``strict_labels``: an organ folder with a file
+    named outside ``vocabulary`` fails its job instead of being merged or ignored with a note.
     """
     from tracect.generate.outputs import check_writable, output_paths
     from tracect.utils import preflight
@@ -329,7 +331,7 @@ def run_jobs(jobs: list[Job], checkpoint, out_dir: Path, *, vocabulary: str = "t
         _generate_all(todo, summary, checkpoint, vocabulary=vocabulary, steps=steps, guidance=guidance,
                       mode=mode, overlap=overlap, warmup=warmup, chunk=chunk, formats=formats, pictures=pictures,
                       overwrite=overwrite or skip_existing, device=device, progress=progress, log=log,
-                      generator=generator, allow_pickle=allow_pickle)
+                      generator=generator, allow_pickle=allow_pickle, strict_labels=strict_labels)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     if summary_path is not None:
         from tracect.utils.atomic import write_json
@@ -341,7 +343,8 @@ def run_jobs(jobs: list[Job], checkpoint, out_dir: Path, *, vocabulary: str = "t
 
 
 def _generate_all(todo, summary, checkpoint, *, vocabulary, steps, guidance, mode, overlap, warmup, chunk, formats,
-                  pictures, overwrite, device, progress, log, generator, allow_pickle=False) -> None:
+                  pictures, overwrite, device, progress, log, generator, allow_pickle=False,
+                  strict_labels=False) -> None:
     from tracect.generate.outputs import write_outputs
     from tracect.generate.pipeline import Generator
 
@@ -352,7 +355,7 @@ def _generate_all(todo, summary, checkpoint, *, vocabulary, steps, guidance, mod
             report = job.report
             if job.report_file is not None:
                 report = Path(job.report_file).read_text(encoding="utf-8").strip()
-            mask, vocab = _mask_for(job, vocabulary)
+            mask, vocab = _mask_for(job, vocabulary, strict_labels)
             result = gen.generate(mask, report, vocabulary=vocab, seed=job.seed, steps=steps,
                                   guidance=guidance, mode=mode, overlap=overlap, chunk=chunk, warmup=warmup,
                                   progress=progress, log=log)

@@ -56,7 +56,7 @@ def prepare_mask(mask: Volume, source_vocab: Vocabulary, model_vocab: Vocabulary
     if tilt > MAX_TILT_DEG:
         raise MaskError(f"the mask's slices are {tilt:.0f} degrees from axial; tracect generates axial "
                         "slices: resample the mask to an axial grid first")
-    notes = []
+    notes = list(mask.meta.get("notes", []))  # what reading did to it (organ files merged or ignored)
     canon = mask.canonical()
     labels = build_remap(source_vocab, model_vocab)(canon.array)
     if "body" in model_vocab.labels.values():

@@ -201,6 +201,7 @@ class Generator:
             "overlap": o, "warmup": B, "frames": K, "windows": n_windows, "report": report,
             "mask_sha256": mask_hash(gm.source), "mask_source": gm.source.meta.get("source"),
             "vocabulary": get_vocabulary(vocabulary).name, "notes": gm.notes,
+            "organ_files": gm.source.meta.get("organ_files"),
             "generation_grid": {"shape": list(shape), "spacing_mm": list(spacing)},
             "output": {"shape": list(ct.shape), "spacing_mm": list(ct.spacing),
                        "orientation": "".join(ct.orientation)},

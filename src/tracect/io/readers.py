@@ -259,44 +259,73 @@ def _label_array(vol: Volume, name: str) -> np.ndarray:
 
 
 def read_mask(path: str | Path, vocabulary: Vocabulary | None = None, *,
-              max_voxels: int | None = None) -> Volume:
+              max_voxels: int | None = None, strict: bool = False) -> Volume:
     """A label mask: one multi-label file, or a folder of per-organ binary files.
 
-    A folder of NIfTI files is merged through ``vocabulary`` (default TotalSegmentator ``total``):
-    each file's name (without suffix) must be a label name, voxels > 0 get that label's id; where
-    organs overlap, the higher id wins and the overlap is counted in ``meta["overlap_voxels"]``.
-    A folder of DICOM files is not a mask (DICOM SEG is not supported). ``max_voxels`` as in
-    :func:`read_volume`.
+    A folder of NIfTI files is merged through ``vocabulary`` (default TotalSegmentator ``total``) by the
+    policy of :mod:`tracect.labels.organ_files`: a file named after a label gives its voxels that id
+    (where organs overlap, the higher id wins; the overlap is counted in ``meta["overlap_voxels"]``);
+    a file of another TotalSegmentator task is merged into the label of its coarse group where the
+    vocabulary has one, filling only voxels no known organ claims; anything else is ignored. What was
+    merged or ignored is in ``meta["organ_files"]`` and ``meta["notes"]``; ``strict`` refuses any name
+    outside the vocabulary instead. Organ files may be stored in any axis order; all must share the
+    first file's grid (:mod:`tracect.io.pairing`). A folder of DICOM files is not a mask (DICOM SEG is not
+    supported). ``max_voxels`` as in :func:`read_volume`.
     """
     path = Path(path)
     if path.is_dir() and _is_nifti_folder(path):
-        return _merge_organ_folder(path, vocabulary or total(), max_voxels)
+        return _merge_organ_folder(path, vocabulary or total(), max_voxels, strict)
     vol = read_volume(path, max_voxels=max_voxels)
     return Volume(_label_array(vol, path.name), vol.affine, {**vol.meta, "kind": "mask"})
 
 
-def _merge_organ_folder(folder: Path, vocabulary: Vocabulary, max_voxels: int | None) -> Volume:
+def _merge_organ_folder(folder: Path, vocabulary: Vocabulary, max_voxels: int | None, strict: bool) -> Volume:
+    from tracect.io.pairing import compare_grids
+    from tracect.labels.organ_files import OrganFilesError, classify_organ_files
+    from tracect.labels.vocabulary import coarse_group_of
+
     files = sorted(p for p in folder.iterdir() if _has_suffix(p, NIFTI_SUFFIXES))
     names = {p: p.name[: -len(".nii.gz")] if p.name.lower().endswith(".nii.gz") else p.stem for p in files}
-    unknown = sorted(n for n in names.values() if n not in vocabulary.labels.values())
-    if unknown:
-        raise VolumeReadError(
-            f"{folder.name}: organ files {unknown} are not labels of vocabulary '{vocabulary.name}'")
-    ordered = sorted(files, key=lambda p: vocabulary.id_of(names[p]))
+    try:
+        plan = classify_organ_files(sorted(names.values()), vocabulary, strict)
+    except OrganFilesError as e:
+        raise VolumeReadError(f"{folder.name}: {e}") from None
+    # known organs in id order (the higher id wins an overlap); then merged files, which fill only voxels
+    # that no earlier file claims: `total` organs before the other tasks' (finer sub-structures, vessels
+    # that run into organs), and last the body envelope (body, skin, fat), which covers everything
+    label_id = {**plan.known, **{n: vocabulary.id_of(target) for n, target in plan.merged.items()}}
+
+    def tier(p):
+        if coarse_group_of(names[p]) == "body":
+            return 3
+        return 0 if names[p] in plan.known else 1 if names[p] in total().labels.values() else 2
+
+    order = sorted((p for p in files if names[p] in label_id), key=lambda p: (tier(p), label_id[names[p]]))
+    if not order:
+        raise VolumeReadError(f"{folder.name}: no organ file names a label of vocabulary '{vocabulary.name}' "
+                              f"({len(files)} file(s) ignored)")
     merged, ref, overlap = None, None, 0
-    for p in ordered:
+    for p in order:
         vol = read_nifti(p, max_voxels=max_voxels)
         if ref is None:
             ref = vol
             merged = np.zeros(vol.shape, dtype=np.uint8 if vocabulary.num_classes <= 256 else np.uint16)
-        elif not vol.same_grid(ref):
-            raise VolumeReadError(f"{folder.name}: {p.name} is not on the same grid as {ordered[0].name}")
+        else:
+            comparison = compare_grids(vol, ref)
+            if not comparison.same():
+                raise VolumeReadError(f"{folder.name}: {p.name} is not on the grid of "
+                                      f"{Path(ref.meta['source']).name}: {comparison.describe(p.name, 'it')}")
+            if vol.orientation != ref.orientation:  # the same grid stored in another axis order
+                vol = vol.like(ref)
         on = vol.array > 0
-        overlap += int(np.count_nonzero(on & (merged > 0)))
-        merged[on] = vocabulary.id_of(names[p])
+        if tier(p) == 0:
+            overlap += int(np.count_nonzero(on & (merged > 0)))
+            merged[on] = label_id[names[p]]
+        else:
+            merged[on & (merged == 0)] = label_id[names[p]]
     return Volume(merged, ref.affine, {"source": str(folder), "format": "organ-folder",
                                        "vocabulary": vocabulary.name, "overlap_voxels": overlap,
-                                       "kind": "mask"})
+                                       "organ_files": plan.to_json(), "notes": plan.notes(), "kind": "mask"})
 
 
 def write_volume(volume: Volume, path: str | Path, *, overwrite: bool = True, dtype=None) -> Path:

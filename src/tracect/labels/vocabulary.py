@@ -87,30 +87,55 @@ class Vocabulary:
         return cls(name=str(data.get("name", name or "custom")), labels=parsed)
 
 
-# The coarse organ set of the generative model: each target lists TotalSegmentator `total` names
-# (shell-style patterns). Grouping keeps the one-hot input small while every structure the phantom
-# draws and the reports mention keeps its own class.
+# The coarse organ set of the generative model: each target lists source label names (shell-style
+# patterns). Grouping keeps the one-hot input small while every structure the phantom draws and the
+# reports mention keeps its own class. The first names of each group are TotalSegmentator `total`
+# labels; the rest are names from its other tasks (vessels, body, tissue types, heart chambers,
+# appendicular bones, liver segments, head and neck, ...), which users find in the same output folders,
+# so that masks and organ folders from those tasks fold into the same coarse labels. Groups are tried in
+# order and the first match wins.
 COARSE_GROUPS: dict[str, list[str]] = {
-    "body": [],  # inside the body envelope, no organ label (fat, muscle, connective tissue)
-    "lung": ["lung_*", "trachea"],
-    "liver": ["liver"],
+    # inside the body envelope, no organ label (fat, muscle, connective tissue)
+    "body": ["body", "body_trunc", "body_extremities", "skin", "subcutaneous_fat", "torso_fat",
+             "intermuscular_fat"],
+    "lung": ["lung_*", "trachea", "lung", "bronchus*", "bronchi*"],
+    "liver": ["liver", "liver_*"],  # liver_vessels, liver_tumor, liver_segment_1..8
     "spleen": ["spleen"],
-    "kidney": ["kidney_left", "kidney_right", "kidney_cyst_*", "adrenal_gland_*"],
+    "kidney": ["kidney_left", "kidney_right", "kidney_cyst_*", "adrenal_gland_*", "kidney"],
     "aorta": ["aorta", "iliac_artery_*", "brachiocephalic_trunk", "subclavian_artery_*",
-              "common_carotid_artery_*"],
+              "common_carotid_artery_*", "celiac_trunk", "*_artery", "*_artery_*", "*_arteries"],
     "vein": ["inferior_vena_cava", "superior_vena_cava", "portal_vein_and_splenic_vein",
-             "iliac_vena_*", "brachiocephalic_vein_*", "pulmonary_vein"],
-    "heart": ["heart", "atrial_appendage_left"],
+             "iliac_vena_*", "brachiocephalic_vein_*", "pulmonary_vein", "*_vein", "*_vein_*", "*_veins",
+             "*vena_cava*"],
+    "heart": ["heart", "atrial_appendage_left", "heart_*", "atrial_appendage_*", "pericardium"],
     "stomach": ["stomach", "esophagus"],
-    "bowel": ["small_bowel", "duodenum", "colon"],
+    "bowel": ["small_bowel", "duodenum", "colon", "rectum", "appendix"],
     "pancreas": ["pancreas"],
     "gallbladder": ["gallbladder"],
     "bladder": ["urinary_bladder", "prostate"],
     "bone": ["vertebrae_*", "rib_*", "sacrum", "sternum", "costal_cartilages", "hip_*", "femur_*",
-             "humerus_*", "scapula_*", "clavicula_*", "skull"],
-    "muscle": ["autochthon_*", "iliopsoas_*", "gluteus_*"],
-    "other": ["thyroid_gland", "spinal_cord", "brain"],
+             "humerus_*", "scapula_*", "clavicula_*", "skull", "vertebrae", "patella*", "tibia*",
+             "fibula*", "tarsal*", "metatarsal*", "phalanges_*", "ulna*", "radius*", "carpal*",
+             "metacarpal*", "mandible*", "hyoid", "teeth*", "tooth_*", "zygomatic_arch_*",
+             "styloid_process_*", "skull_*"],
+    "muscle": ["autochthon_*", "iliopsoas_*", "gluteus_*", "skeletal_muscle", "*_muscle", "*_muscle_*",
+               "*_muscles", "sternocleidomastoid_*", "trapezius_*", "quadriceps_femoris_*", "sartorius_*",
+               "thigh_*_compartment_*", "pectoralis_*", "rectus_abdominis_*", "*oblique*",
+               "transversus_abdominis_*", "deltoid_*", "latissimus_dorsi_*", "psoas_*", "iliacus_*"],
+    "other": ["thyroid_gland", "spinal_cord", "brain", "spinal_canal", "brainstem", "eye_*",
+              "optic_nerve_*", "parotid_gland_*", "submandibular_gland_*", "breast*", "larynx*",
+              "thyroid_cartilage", "cricoid_cartilage", "intervertebral_discs", "intervertebral_disc_*"],
 }
+
+
+def coarse_group_of(name: str) -> str | None:
+    """The :data:`COARSE_GROUPS` entry a label name belongs to (the first that matches), or ``None``."""
+    if name in COARSE_GROUPS:
+        return name
+    for group, patterns in COARSE_GROUPS.items():
+        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            return group
+    return None
 
 
 @lru_cache(maxsize=None)
