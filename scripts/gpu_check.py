@@ -1,10 +1,12 @@
-"""GPU check, on one NVIDIA GPU with PyTorch and no internet, within 10 minutes: the efficiency
-benchmark (frame-pair vs 3D) at 128, 256 and 512 px, training throughput of the `cpu` and `gpu`
-presets, one generated volume, and (given a checkpoint and a real mask) the 500-slice drift check.
-Writes everything to one folder (default $OUT or ./gpu-check).
+"""GPU check, on one NVIDIA GPU with PyTorch and no internet, within 10 minutes: the bf16 matmul peak;
+training throughput of the `gpu` preset with its throughput settings off (float32 layout, eager) and on
+(channels-last, torch.compile, fused AdamW, loader processes), each as a share of that peak; a cohort of
+8 volumes at 256 px generated one at a time and in lockstep; optionally the efficiency benchmark
+(frame models vs 3D) at 128, 256 and 512 px, one generated volume per mode, and (given a checkpoint
+and a real mask) the 500-slice drift check. Writes everything to one folder (default $OUT or ./gpu-check).
 
     PYTHONPATH=src python scripts/gpu_check.py --out gpu-check [--text-encoder DIR] [--smoke]
-        [--drift-checkpoint RUN --drift-mask MASK]
+        [--stages train,cohort,efficiency,generate,drift] [--drift-checkpoint RUN --drift-mask MASK]
 
 Needs, besides PyTorch: monai, einops, nibabel, scipy, opencv, transformers, safetensors, PyYAML, tqdm,
 matplotlib (pure-Python wheels can be carried). ``--text-encoder`` points at a local copy of the MiniLM
@@ -60,39 +62,27 @@ def device_info() -> dict:
     return info
 
 
-def matmul_peak(dtype_name: str = "bfloat16", n: int = 8192, reps: int = 10) -> float:
-    """Measured dense matmul throughput (TFLOP/s) of this device, the utilisation denominator."""
-    import torch
-
-    dtype = getattr(torch, dtype_name)
-    a = torch.randn(n, n, device="cuda", dtype=dtype)
-    b = torch.randn(n, n, device="cuda", dtype=dtype)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    torch.cuda.synchronize()
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e12
-
-
 def train_throughput(preset: str, cache: Path, run: Path, minutes: float, text_encoder: str | None,
-                     warmup: int = 5) -> dict:
-    """Steady-state optimizer steps per second after ``warmup`` steps, and peak GPU memory."""
+                     warmup: int = 5, peak_tflops: float | None = None, **train) -> dict:
+    """Steady-state optimizer steps per second after ``warmup`` steps (compilation included there), peak
+    GPU memory, and the model FLOP/s as a share of ``peak_tflops``; ``train``: TrainConfig overrides."""
     from tracect.config import load_config
-    from tracect.model.denoiser import count_parameters, forward_flops
-    from tracect.train.trainer import Trainer, build_model
+    from tracect.model.denoiser import FrameDenoiser, count_parameters, forward_flops
+    from tracect.train.trainer import Trainer
 
     config = load_config(preset)
     if text_encoder:
         config = config.replace(model={"text_encoder": text_encoder})
+    if train:
+        config = config.replace(train=train)
+    t_start = time.perf_counter()
     tr = Trainer(config, cache, run, device=DEVICE, progress=False)
     data = tr.batches()
     accum = config.train.grad_accum
     for _ in range(warmup):
         tr.train_step([next(data) for _ in range(accum)])
     cuda_sync()
+    start_up = time.perf_counter() - t_start
     cuda_peak_gib(reset=True)
     steps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < minutes * 60 or steps < 3:
@@ -102,22 +92,37 @@ def train_throughput(preset: str, cache: Path, run: Path, minutes: float, text_e
     seconds = time.perf_counter() - t0
     peak = cuda_peak_gib()
     tr.save()
-    flops = forward_flops(build_model(config))  # counted on a CPU copy
+    flops = forward_flops(FrameDenoiser(config.model))  # counted on a CPU copy
     windows_per_s = steps / seconds * config.train.batch_size * accum
-    return {"preset": preset, "timed_steps": steps, "seconds": seconds, "steps_per_s": steps / seconds,
-            "windows_per_s": windows_per_s, "batch_size": config.train.batch_size,
-            "parameters": count_parameters(tr.model), "forward_gflop_per_window": flops / 1e9,
-            "train_tflop_per_s": 3 * flops * windows_per_s / 1e12,  # forward + backward ~ 3x forward
+    tflops = 3 * flops * windows_per_s / 1e12  # forward + backward ~ 3x forward
+    tc = config.train
+    return {"preset": preset, "settings": {"batch_size": tc.batch_size, "channels_last": tc.channels_last,
+                                           "compile": tc.compile, "num_workers": tc.num_workers},
+            "start_up_seconds": start_up, "timed_steps": steps, "seconds": seconds, "steps_per_s": steps / seconds,
+            "windows_per_s": windows_per_s, "parameters": count_parameters(tr.model),
+            "forward_gflop_per_window": flops / 1e9, "train_tflop_per_s": tflops,
+            "share_of_matmul_peak": tflops / peak_tflops if peak_tflops else None,
             "peak_gpu_memory_gib": peak, "precision": "bf16" if tr.autocast else "fp32",
             "last_loss": m["loss"]}
 
 
+def cohort(run: Path, volumes: int, slices: int, size: int, text_encoder: str | None) -> dict:
+    """A cohort of ``volumes`` phantom masks at ``size`` px generated one at a time and in lockstep."""
+    from tracect.bench.cohort import measure_cohort
+    from tracect.generate.pipeline import Generator
+    from tracect.model.text import TextEncoder
+
+    gen = Generator.from_checkpoint(run, device=DEVICE)
+    if text_encoder:
+        mc = gen.config.model
+        gen.text = TextEncoder(text_encoder, mc.text_max_tokens, units=mc.text_units)
+    return measure_cohort(gen, volumes, slices, size=size, log=log)
+
+
 def generate_volume(run: Path, out: Path, slices: int, text_encoder: str | None) -> list[dict]:
-    import torch
 
     from tracect.generate.outputs import write_outputs
     from tracect.generate.pipeline import Generator
-    from tracect.model.text import TextEncoder
     from tracect.phantom import make_mask
 
     gen = Generator.from_checkpoint(run, device=DEVICE)
@@ -165,14 +170,15 @@ def main() -> int:
     ap.add_argument("--work", default="/tmp/tracect-gpu")
     ap.add_argument("--text-encoder", default=None)
     ap.add_argument("--cases", type=int, default=24)
-    ap.add_argument("--cpu-minutes", type=float, default=0.75)
     ap.add_argument("--gpu-minutes", type=float, default=2.0)
     ap.add_argument("--slices", type=int, default=128)
     ap.add_argument("--smoke", action="store_true", help="seconds-long run of every stage")
     ap.add_argument("--device", default="cuda", help="cuda (the point of this script) or cpu for a dry run")
     ap.add_argument("--efficiency-timeout", type=float, default=60.0, help="seconds per efficiency measurement")
-    ap.add_argument("--stages", default="efficiency,train,generate,drift",
-                    help="comma-separated subset of efficiency, train, generate, drift")
+    ap.add_argument("--stages", default="train,cohort",
+                    help="comma-separated subset of train, cohort, efficiency, generate, drift")
+    ap.add_argument("--cohort-volumes", type=int, default=8)
+    ap.add_argument("--cohort-slices", type=int, default=32)
     ap.add_argument("--drift-checkpoint", default=None)
     ap.add_argument("--drift-mask", default=None)
     args = ap.parse_args()
@@ -185,33 +191,46 @@ def main() -> int:
     def save():
         (out / "gpu_results.json").write_text(json.dumps(results, indent=2))
 
+    from tracect.bench.measure import matmul_peak
     from tracect.data.prepare import PrepareConfig, prepare_dataset
     from tracect.phantom import write_dataset
 
     wanted = set(args.stages.split(","))
-    stages = [("matmul_peak_bf16_tflops", lambda: matmul_peak())] if DEVICE.startswith("cuda") else []
+    peak = matmul_peak(DEVICE)  # FLOP/s per dtype: float32, and bfloat16 on CUDA (what the presets train in)
+    results["matmul_peak_tflops"] = {k: v / 1e12 for k, v in peak.items()}
+    peak_tflops = results["matmul_peak_tflops"].get("bfloat16", results["matmul_peak_tflops"]["float32"])
+    stages = []
     eff = {128: [32, 64, 128, 256], 256: [32, 64, 128, 256], 512: [32, 64]}
+    gpu_preset, size = "gpu", 256
     if args.smoke:
-        args.cases, args.cpu_minutes, args.gpu_minutes, args.slices = 4, 0.1, 0.1, 12
+        args.cases, args.gpu_minutes, args.slices = 4, 0.1, 12
+        args.cohort_volumes, args.cohort_slices = 3, 6
         eff = {64: [8]}
+        gpu_preset, size = "tiny", 16  # the pipeline end to end in seconds (a dry run on the CPU)
     if "efficiency" in wanted:
         for size, slices in eff.items():
             stages.append((f"efficiency_{size}", lambda size=size, slices=slices: efficiency(
                 size, slices, out, args.text_encoder, args.efficiency_timeout)))
-    if wanted & {"train", "generate"}:
-        log(f"phantom {args.cases} cases; prepare at 64 and 256 px")
+    if wanted & {"train", "cohort", "generate"}:
+        log(f"phantom {args.cases} cases; prepare at {size} px")
         write_dataset(work / "phantom", n=args.cases, seed=0, workers=8, progress=False)
         t = time.perf_counter()
-        prepare_dataset(work / "phantom", work / "cache64", PrepareConfig(size=64), workers=8, progress=False)
-        prepare_dataset(work / "phantom", work / "cache256", PrepareConfig(size=256), workers=8, progress=False)
+        prepare_dataset(work / "phantom", work / f"cache{size}", PrepareConfig(size=size), workers=8, progress=False)
         results["prepare_seconds"] = time.perf_counter() - t
+        cache, run = work / f"cache{size}", work / "run_gpu"
+        # before: the preset's throughput settings off (as it trained before they existed); after: on
         stages += [
-            ("train_cpu_preset", lambda: train_throughput("cpu", work / "cache64", work / "run_cpu",
-                                                          args.cpu_minutes, args.text_encoder)),
-            ("train_gpu_preset", lambda: train_throughput("gpu", work / "cache256", work / "run_gpu",
-                                                          args.gpu_minutes, args.text_encoder))]
+            ("train_gpu_preset_before", lambda: train_throughput(
+                gpu_preset, cache, work / "run_gpu_before", args.gpu_minutes, args.text_encoder,
+                peak_tflops=peak_tflops, channels_last=False, compile=False)),
+            ("train_gpu_preset_after", lambda: train_throughput(
+                gpu_preset, cache, run, args.gpu_minutes, args.text_encoder, peak_tflops=peak_tflops,
+                channels_last=True, compile=True))]
+        if "cohort" in wanted:
+            stages.append(("cohort", lambda: cohort(run, args.cohort_volumes, args.cohort_slices, size,
+                                                    args.text_encoder)))
         if "generate" in wanted:
-            stages.append(("generate_gpu_preset", lambda: generate_volume(work / "run_gpu", out, args.slices,
+            stages.append(("generate_gpu_preset", lambda: generate_volume(run, out, args.slices,
                                                                           args.text_encoder)))
     if "drift" in wanted and args.drift_checkpoint and args.drift_mask:
         stages.append(("drift_500", lambda: drift(args.drift_checkpoint, args.drift_mask, args.text_encoder)))

@@ -14,7 +14,7 @@ import argparse
 import numpy as np
 import torch
 
-from tracect.data.prepare import unit_to_hu
+from tracect.data.grid import unit_to_hu
 from tracect.data.windows import FrameWindows
 from tracect.diffusion.sampler import ddim_sample
 from tracect.generate.pipeline import Generator
@@ -55,10 +55,10 @@ def main() -> None:
             reports = [report or it["report"] for it in items]
             cond = build_condition(gen.text, torch.stack([it["mask"] for it in items]), reports,
                                    torch.stack([it["spacing"] for it in items]),
-                                   torch.stack([it["position"] for it in items]), gen.device)
-            denoise = make_denoise(gen.model, cond, gen.config.diffusion.train_timesteps, gen.autocast)
+                                   torch.stack([it["position"] for it in items]), gen.device, null=w != 1.0)
+            denoise = make_denoise(gen.model, cond, gen.config.diffusion.train_timesteps, gen.autocast, w)
             gens = [torch.Generator().manual_seed(i) for i in range(len(items))]
-            x = ddim_sample(denoise, gen.schedule, (len(items), 2, *items[0]["image"].shape[1:]), gens, steps, w,
+            x = ddim_sample(denoise, gen.schedule, (len(items), 2, *items[0]["image"].shape[1:]), gens, steps,
                             device=gen.device)
             out[name] = aorta_hu(x.cpu().numpy())
         print(f"guidance {w:g}, {steps} steps: arterial report {out['arterial'].mean():.0f} HU, non-contrast report "

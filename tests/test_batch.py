@@ -299,7 +299,11 @@ def test_remains_of_a_killed_run_are_replaced_and_never_counted(run_dir, manifes
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a if k.endswith(".nii.gz"))
 
 
-def test_a_full_disk_mid_run_stops_with_a_summary(run_dir, manifest, tmp_path, monkeypatch):
+@pytest.mark.parametrize("batch_volumes", [1, 8])
+def test_a_full_disk_mid_run_stops_with_a_summary(run_dir, manifest, tmp_path, monkeypatch, batch_volumes):
+    """The first write fails with a full disk: that job failed, every job not yet written is not
+    started. One volume at a time, the unreadable mask (second job) was never reached; in a cohort of
+    8 it failed on its own while the cohort filled up."""
     from tracect.generate import outputs
 
     def full(*args, **kwargs):
@@ -308,10 +312,12 @@ def test_a_full_disk_mid_run_stops_with_a_summary(run_dir, manifest, tmp_path, m
     monkeypatch.setattr(outputs, "write_outputs", full)
     jobs = Job.read_manifest(manifest)
     summary = run_jobs(jobs, run_dir, tmp_path / "out", pictures=False, device="cpu", progress=False,
-                       log=lambda m: None, summary_path=tmp_path / "out" / "s.json")
-    assert (summary["done"], summary["failed"], summary["not_started"]) == (0, 1, len(jobs) - 1)
+                       log=lambda m: None, summary_path=tmp_path / "out" / "s.json", batch_volumes=batch_volumes)
+    bad_reached = batch_volumes > 1
+    expected = (0, 1 + bad_reached, len(jobs) - 1 - bad_reached)
+    assert (summary["done"], summary["failed"], summary["not_started"]) == expected
     assert "No space left on device" in summary["stopped"]
-    assert json.loads((tmp_path / "out" / "s.json").read_text())["not_started"] == len(jobs) - 1
+    assert json.loads((tmp_path / "out" / "s.json").read_text())["not_started"] == expected[2]
 
 
 def test_report_file_is_read_when_the_job_runs(run_dir, tmp_path):

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracect.io import CANONICAL_CODES, Volume, read_volume, write_volume
+from tracect.io.pairing import same_grid
 
 
 def rotation(angles) -> np.ndarray:
@@ -122,7 +123,7 @@ def test_real_ct_and_mask(real_dir):
     assert ct.orientation == ("R", "A", "S")
     assert ct.array.dtype == np.int16
     assert (int(ct.array.min()), int(ct.array.max())) == (-1100, 1207)
-    assert ct.same_grid(seg)
+    assert same_grid(ct, seg)
     labels = set(np.unique(seg.array)) - {0}
     assert len(labels) == 41
     names = {total().labels[int(i)] for i in labels}

@@ -82,7 +82,7 @@ def test_schedule_split_inverts_add_noise(param):
 
 def test_sampler_is_deterministic_per_generator_and_keeps_known_frames():
     sch = Schedule(DiffusionConfig(parametrization="v"))
-    model = lambda x, t, use: torch.tanh(x) * 0.5  # noqa: E731  any fixed function of its inputs
+    model = lambda x, t: torch.tanh(x) * 0.5  # noqa: E731  any fixed function of its inputs
     known = torch.tensor([[True, False], [True, False], [False, False]])
     values = torch.rand(3, 2, 8, 8) * 2 - 1
     gens = lambda: [torch.Generator().manual_seed(s) for s in (1, 2, 3)]  # noqa: E731
@@ -159,7 +159,7 @@ def test_loss_falls_when_overfitting_one_batch(real_cache, tmp_path, text):
 
 
 def _weights(run):
-    from tracect.train.checkpoint import resolve_checkpoint
+    from tracect.model.weights import resolve_checkpoint
 
     ckpt = resolve_checkpoint(run)
     return load_file(str(ckpt / "model.safetensors")), load_file(str(ckpt / "ema.safetensors"))
@@ -180,6 +180,19 @@ def test_resume_reproduces_the_uninterrupted_run(real_cache, tmp_path, text):
     assert [r.split(",")[0] for r in rows[1:]] == [str(i) for i in range(1, 9)]
 
 
+def test_channels_last_trains_the_same_model(real_cache, tmp_path, text):
+    """The memory layout is a speed setting: the same steps give the same weights to float rounding,
+    and a checkpoint trained either way generates the same volume."""
+    runs = {}
+    for cl in (False, True):
+        cfg = tiny_config(max_steps=3, channels_last=cl)
+        Trainer(cfg, real_cache, tmp_path / f"cl{cl}", text=text, progress=False).fit()
+        runs[cl] = _weights(tmp_path / f"cl{cl}")
+    (m1, e1), (m2, e2) = runs[False], runs[True]
+    for a, b in ((m1, m2), (e1, e2)):
+        assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
+
+
 def test_new_run_refuses_an_existing_run_folder(real_cache, tmp_path, text):
     cfg = tiny_config(max_steps=2)
     Trainer(cfg, real_cache, tmp_path / "r", text=text, progress=False).fit()
@@ -198,7 +211,7 @@ def test_train_cli_on_the_real_case_and_load_in_a_fresh_process(real_cache, tmp_
     assert (run / "latest").read_text().strip() == "step_0000004"
     metrics = (run / "metrics.csv").read_text().splitlines()
     assert metrics[0].startswith("step,loss") and len(metrics) == 5
-    code = ("import sys, torch; from tracect.train.checkpoint import load_model; "
+    code = ("import sys, torch; from tracect.model.weights import load_model; "
             "m, cfg, ck = load_model(sys.argv[1]); "
             "out = m(torch.zeros(1, 2, 16, 16), torch.zeros(1), torch.zeros(1, 2, 16, 16, dtype=torch.long), "
             "torch.zeros(1, 16, 384), torch.zeros(1, 384), torch.zeros(1, 5)); "
@@ -221,7 +234,7 @@ def test_text_encoder_offline_in_a_fresh_process():
 
 
 def test_pickle_checkpoints_are_refused(tmp_path):
-    from tracect.train.checkpoint import CheckpointError, load_model
+    from tracect.model.weights import CheckpointError, load_model
 
     torch.save({"x": 1}, tmp_path / "model.pt")
     with pytest.raises(CheckpointError, match="pickle"):

@@ -12,6 +12,7 @@ import pytest
 from scipy import ndimage
 
 from tracect.data.layout import load_dataset
+from tracect.io.pairing import same_grid
 from tracect.labels.vocabulary import total
 from tracect.phantom import PhantomConfig, make_case, make_mask, write_dataset
 from tracect.phantom.geometry import Tissue
@@ -61,7 +62,7 @@ def test_geometry_and_field_of_view(seed):
     c = make_case(f"g{seed}", seed, cfg)
     img, msk = c.image, c.mask
     assert img.array.dtype == np.int16 and msk.array.dtype == np.uint8
-    assert img.is_canonical and msk.is_canonical and img.same_grid(msk)
+    assert img.is_canonical and msk.is_canonical and same_grid(img, msk)
     assert np.array_equal(img.affine, msk.affine)
     z, y, x = img.shape
     assert (y, x) == (cfg.size, cfg.size) and cfg.slices[0] <= z <= cfg.slices[1]

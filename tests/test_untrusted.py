@@ -15,7 +15,7 @@ from tracect.config import load_config
 from tracect.data.layout import DatasetError, load_dataset
 from tracect.data.reports import ReportsError, read_reports
 from tracect.io import VolumeReadError, read_volume
-from tracect.train.checkpoint import CheckpointError, checkpoint_hash, load_model, resolve_checkpoint
+from tracect.model.weights import CheckpointError, checkpoint_hash, load_model, resolve_checkpoint
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -116,7 +116,11 @@ class TrainConfig:
     val_windows: int = 4
     log_every: int = 10
     keep_checkpoints: int = 2
-    num_workers: int = 0
+    num_workers: int = 0  # window-loading processes beside the training process
+    # GPU throughput (no effect on what is learned beyond float rounding): channels-last memory layout
+    # for the 2D network's convolutions, and torch.compile of the network (slow to start: minutes)
+    channels_last: bool = False
+    compile: bool = False
     seed: int = 0
 
     def __post_init__(self):

@@ -2,15 +2,15 @@
 
 The frame models are TRACE's frame pair (``cpu``: K = 2, one new slice per network call) and the
 same network with windows of four frames (``cpu-k4``: three new slices per call; the frames are the
-2D network's channels, so a call costs about the same). Parallel mode runs at the generator's default
-chunk of 64 windows per call for K = 2 and at 8 windows per call for K = 4 (its memory then no longer
-grows with the number of windows batched).
+2D network's channels, so a call costs about the same). Each is sampled as
+:data:`tracect.bench.specs.MODELS` says: parallel mode at 16 windows per call for K = 2 (the generator's
+default) and at 8 for K = 4 (its memory then no longer grows with the number of windows batched).
 
 Every measurement runs in a fresh subprocess (``python -m tracect.bench.efficiency --one JSON``):
 the models are untrained (timing and memory do not depend on the weights) and built from the
 ``cpu`` / ``cpu-k4`` / ``cpu-3d`` presets at the requested slice size, so all have the same blocks,
 widths, conditioning, steps and guidance. Sequential mode includes the default burn-in
-(:data:`tracect.generate.pipeline.DEFAULT_WARMUP` slices), as ``tracect generate`` runs it. Each
+(:data:`tracect.generate.sampling.DEFAULT_WARMUP` slices), as ``tracect generate`` runs it. Each
 subprocess generates the measured volume once with one step
 (warm-up: kernels, caches, first-call costs at the measured shape), returns freed heap to the system,
 then measures:
@@ -33,101 +33,38 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-# (model, preset, mode, windows per network call in parallel mode)
-CONFIGS = (("frame-pair", "cpu", "sequential", None), ("frame-pair", "cpu", "parallel", 64),
-           ("frame-4", "cpu-k4", "sequential", None), ("frame-4", "cpu-k4", "parallel", 8),
-           ("3d", "cpu-3d", "sequential", None))
-FRAME_MODELS = ("frame-pair", "frame-4")
+from tracect.bench.measure import PeakRSS, in_fresh_process, matmul_peak, trim_heap
+from tracect.bench.specs import FRAME_MODELS, MODELS
+
+# (model, preset, mode, windows per network call in parallel mode): the samplings of
+# tracect.bench.specs.MODELS measured here
+MEASURED = (("frame-pair", "sequential"), ("frame-pair", "parallel"), ("frame-4", "sequential"),
+            ("frame-4", "parallel"), ("3d", "sequential"))
+CONFIGS = tuple((m, MODELS[m].preset, mode, MODELS[m].samplings[mode].chunk if mode == "parallel" else None)
+                for m, mode in MEASURED)
 REPORT = ("Contrast-enhanced CT of the abdomen, arterial phase. Normal liver size and attenuation. "
           "No focal hepatic lesion. The spleen is normal in size.")
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _hwm_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise OSError("no VmHWM in /proc/self/status")
-
-
-def trim_heap() -> None:
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
-
-
-class PeakRSS:
-    """Peak resident set size growth over a block: ``peak - start``.
-
-    Linux keeps the peak (``VmHWM``) itself, and writing 5 to ``/proc/self/clear_refs`` resets it to
-    the current size, so nothing runs beside the measured code. (A sampling thread would compete for
-    the GIL with the many small operations of the sequential sampler and slow it down tenfold.)
-    """
-
-    def __enter__(self):
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        self.start = _rss_bytes()
-        return self
-
-    def __exit__(self, *exc):
-        self.peak = max(_hwm_bytes(), _rss_bytes())
-
-
-def matmul_peak(device: str = "cpu", n: int | None = None, repeats: int = 5) -> dict:
-    """Measured FLOP/s of square matmuls (fp32; on CUDA also bf16): the device's practical peak."""
-    import torch
-
-    dev = torch.device(device)
-    out = {}
-    dtypes = [torch.float32] + ([torch.bfloat16] if dev.type == "cuda" else [])
-    n = n or (8192 if dev.type == "cuda" else 2048)
-    for dt in dtypes:
-        a = torch.randn(n, n, device=dev, dtype=dt)
-        b = torch.randn(n, n, device=dev, dtype=dt)
-        times = []
-        for _ in range(repeats + 1):
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            a @ b
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t)
-        out[str(dt).replace("torch.", "")] = 2 * n ** 3 / float(np.median(times[1:]))
-    return out
 
 
 def _generator(preset: str, size: int, device: str, text_encoder: str | None = None):
     import torch
 
     from tracect.config import load_config
-    from tracect.data.prepare import PrepareConfig
+    from tracect.data.grid import PrepareConfig
     from tracect.generate.pipeline import Generator
     from tracect.labels.vocabulary import get_vocabulary
-    from tracect.train.trainer import build_model
+    from tracect.model.denoiser import FrameDenoiser
 
     cfg = load_config(preset)
     cfg = cfg.replace(model={"image_size": size, **({"text_encoder": text_encoder} if text_encoder else {})})
     torch.manual_seed(0)
-    model = build_model(cfg).eval()
+    model = FrameDenoiser(cfg.model).eval()
     data = {"prepare": PrepareConfig(size=size).to_json(), "vocabulary": get_vocabulary("tracect").to_json(),
             "slice_thickness_mm": [0.5, 10.0]}
     return Generator(model, cfg, data, torch.device("cpu")), cfg, model
@@ -173,15 +110,15 @@ def measure_one(spec: dict) -> dict:
     else:
         K = mc.frames
     if dev.type != "cpu":
-        from tracect.train.trainer import autocast_factory
+        from tracect.runtime import autocast_factory
 
         gen.model = model = model.to(dev)
         gen.device = dev
         gen.autocast = autocast_factory(dev, cfg.train.precision)
     per_eval = forward_flops(model, frames=K)
-    how = {"mode": spec["mode"], **({"chunk": int(spec["chunk"])} if spec.get("chunk") else {})}
+    sampling = MODELS[spec["model"]].sampling(spec["mode"], mc)
     # warm-up at the measured shape (kernels, caches, first-call costs)
-    gen.generate(mask, REPORT, seed=0, steps=1, **how)
+    gen.generate(mask, REPORT, seed=0, sampling=sampling, steps=1)
     runs, peaks, process, gpu_peaks, result = [], [], [], [], None
     for _ in range(max(1, int(spec.get("repeats", 1)))):
         # hand freed heap back to the system (the previous run's output included), so that no run starts
@@ -194,7 +131,7 @@ def measure_one(spec: dict) -> dict:
             base = torch.cuda.memory_allocated()
         with PeakRSS() as rss:
             t = time.perf_counter()
-            result = gen.generate(mask, REPORT, seed=0, steps=steps, **how)
+            result = gen.generate(mask, REPORT, seed=0, sampling=sampling, steps=steps)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             runs.append(time.perf_counter() - t)
@@ -217,21 +154,6 @@ def measure_one(spec: dict) -> dict:
     return out
 
 
-def _run_subprocess(spec: dict, timeout: float) -> dict:
-    cmd = [sys.executable, "-m", "tracect.bench.efficiency", "--one", json.dumps(spec)]
-    env = dict(os.environ)
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {**spec, "status": "timeout", "note": f"over {timeout:.0f} s"}
-    if r.returncode != 0:
-        err = (r.stderr or "").strip().splitlines()
-        text = " ".join(err[-3:])
-        status = "oom" if ("out of memory" in text.lower() or r.returncode in (-9, 137)) else "failed"
-        return {**spec, "status": status, "note": text[-300:] or f"exit code {r.returncode}"}
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
 def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, device: str = "cpu",
                    threads: int | None = None, timeout: float = 1800.0, log=print,
                    text_encoder: str | None = None, repeats: int = 3) -> dict:
@@ -252,7 +174,8 @@ def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, de
             spec = {"model": model, "preset": preset, "mode": mode, "chunk": chunk, "n": int(n), "size": int(size),
                     "steps": int(steps), "device": device, "threads": threads, "text_encoder": text_encoder,
                     "repeats": int(repeats)}
-            row = _run_subprocess(spec, timeout)
+            run = in_fresh_process("tracect.bench.efficiency", ["--one", json.dumps(spec)], timeout)
+            row = run.value if run.status == "ok" else {**spec, "status": run.status, "note": run.note}
             if row["status"] == "ok":
                 row["utilisation"] = row["flops_per_s"] / peak[compute]
                 if log:

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from tracect.data.prepare import hu_to_unit
+from tracect.data.grid import hu_to_unit
 from tracect.evaluate.metrics import warp_error
 
 

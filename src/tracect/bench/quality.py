@@ -26,18 +26,18 @@ from pathlib import Path
 
 import numpy as np
 
-MODELS = {"frame-pair": "cpu", "frame-4": "cpu-k4", "slice": "cpu-slice", "3d": "cpu-3d"}
-# further ways of sampling a trained model: name -> (the model's name in MODELS, generate() options).
-# The four-frame model in parallel mode at 8 windows per call is the configuration `bench efficiency`
-# measures against the time and memory targets; its quality is measured here too.
-VARIANTS = {"frame-4 parallel": ("frame-4", {"mode": "parallel", "chunk": 8})}
+from tracect.bench.measure import in_fresh_process
+from tracect.bench.specs import MODELS as SPECS
+from tracect.bench.specs import compact
+
+MODELS = {name: spec.preset for name, spec in SPECS.items()}  # what trains: model name -> preset
 
 
 def _trained_minutes(run: Path) -> float:
     latest = run / "latest"
     if not latest.exists():
         return 0.0
-    from tracect.train.checkpoint import resolve_checkpoint
+    from tracect.model.weights import resolve_checkpoint
 
     ck = resolve_checkpoint(run)
     return json.loads((ck / "trainer.json").read_text()).get("elapsed_s", 0.0) / 60
@@ -67,7 +67,7 @@ def train_all(cache: Path, runs: Path, minutes: float, threads: int, log=print, 
         logf.close()
         if rc != 0:
             raise RuntimeError(f"training {name} failed (exit {rc}); see {runs / f'{name}.log'}")
-    from tracect.train.checkpoint import resolve_checkpoint
+    from tracect.model.weights import resolve_checkpoint
 
     out = {}
     for name in (presets or MODELS):
@@ -113,73 +113,86 @@ def generation_jobs(dataset: Path, split: str = "test", diversity_cases: int = 2
     return jobs
 
 
-def sampling_of(run: Path) -> dict:
-    """How a model is sampled here: frame-pair and slice as ``tracect generate`` does by default; the
-    3D model in windows of the block length it was trained on, fused in parallel mode (sampling the
-    whole volume at once would show it more context than it ever trained with)."""
+def judged_samplings(presets: dict) -> dict[str, tuple[str, str]]:
+    """What is generated and evaluated: name -> (model, mode). Each model in its first judged mode under
+    its own name, further judged modes as ``"MODEL MODE"`` (:data:`tracect.bench.specs.MODELS`; a
+    model not listed there in sequential mode)."""
+    out = {}
+    for model in presets:
+        modes = SPECS[model].judged if model in SPECS else ("sequential",)
+        out[model] = (model, modes[0])
+        out.update({f"{model} {mode}": (model, mode) for mode in modes[1:]})
+    return out
+
+
+def sampling_of(run: Path, model: str, mode: str) -> dict:
+    """The :class:`~tracect.generate.sampling.Sampling` (as JSON) of ``model`` in ``mode`` for the run's
+    network (:meth:`tracect.bench.specs.ModelSpec.sampling`)."""
+    from tracect.bench.specs import ModelSpec
     from tracect.config import RunConfig
 
     mc = RunConfig.from_json(json.loads((run / "config.json").read_text())).model
-    if mc.kind == "3d":
-        return {"mode": "parallel", "window": mc.frames, "overlap": mc.frames // 4}
-    return {"mode": "sequential"}
+    spec = SPECS.get(model, ModelSpec(str(run)))
+    return spec.sampling(mode, mc).to_json()
 
 
-def generate_all(run: Path, jobs: list[dict], out: Path, log=print, how: dict | None = None) -> dict:
-    """Generate ``jobs`` with one model in this process (``how``: generate() options, default
-    :func:`sampling_of`); returns per-volume seconds and peak resident-memory growth. A volume is
-    reused only if it was made by the same checkpoint."""
-    from tracect.bench.efficiency import PeakRSS, trim_heap
+def generate_all(run: Path, jobs: list[dict], out: Path, how: dict, log=print) -> dict:
+    """Generate ``jobs`` with one model in this process (``how``: a Sampling as JSON); returns per-volume
+    seconds and peak resident-memory growth. A volume is reused only if it was made by the same
+    checkpoint with the same sampling."""
+    from tracect.bench.measure import PeakRSS, trim_heap
     from tracect.generate.outputs import write_outputs
     from tracect.generate.pipeline import Generator
+    from tracect.generate.sampling import Sampling
     from tracect.io.readers import read_mask
 
     gen = Generator.from_checkpoint(run, device="cpu")
-    how = how or sampling_of(run)
+    sampling = Sampling(**how)
+    resolved = sampling.resolved(gen.config.diffusion)
     out.mkdir(parents=True, exist_ok=True)
     times, peaks, warm = [], [], False
     for job in jobs:
         target, side = out / f"{job['name']}.nii.gz", out / f"{job['name']}.json"
-        if target.exists() and side.exists() and \
-                json.loads(side.read_text()).get("checkpoint_sha256") == gen.checkpoint_sha256:
-            continue
+        if target.exists() and side.exists():
+            made = json.loads(side.read_text())
+            if made.get("checkpoint_sha256") == gen.checkpoint_sha256 and made.get("sampling") == resolved.to_json():
+                continue
         mask = read_mask(job["mask"])
         if not warm:  # first call: allocator, kernels and caches, not the volume
-            gen.generate(mask, job["report"], seed=0, steps=1, **how)
+            gen.generate(mask, job["report"], seed=0, sampling=sampling, steps=1)
             warm = True
         trim_heap()
         with PeakRSS() as rss:
-            result = gen.generate(mask, job["report"], seed=job["seed"], **how)
+            result = gen.generate(mask, job["report"], seed=job["seed"], sampling=sampling)
         write_outputs(result, target, pictures=False, overwrite=True)
         times.append(result.info["seconds"])
         peaks.append((rss.peak - rss.start) / 2 ** 20)
         log(f"  {job['name']}: {result.info['seconds']:.1f} s")
-    record = {"seconds": times, "peak_mib": peaks, "sampling": how}
+    record = {"seconds": times, "peak_mib": peaks, "sampling": compact(sampling)}
     if times:  # a run that found every volume made keeps the record of the run that made them
         (out / "timing.json").write_text(json.dumps(record))
     return json.loads((out / "timing.json").read_text()) if (out / "timing.json").exists() else record
 
 
-def _generate_in_subprocess(run: Path, jobs: list[dict], out: Path, log, how: dict | None = None) -> dict:
+def _generate_in_subprocess(run: Path, jobs: list[dict], out: Path, log, how: dict) -> dict:
     """Each model generates in a fresh process, so none inherits another's freed memory."""
     spec = json.dumps({"run": str(run), "out": str(out), "how": how,
                        "jobs": [{**j, "mask": str(j["mask"]), "reference": str(j["reference"]) if j["reference"] else None}
                                 for j in jobs]})
-    r = subprocess.run([sys.executable, "-m", "tracect.bench.quality", spec], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"generation with {run} failed: {r.stderr.strip()[-800:]}")
-    for line in r.stdout.splitlines()[:-1]:
+    r = in_fresh_process("tracect.bench.quality", [spec])
+    for line in r.lines:
         log(line)
-    return json.loads(r.stdout.splitlines()[-1])
+    if r.status != "ok":
+        raise RuntimeError(f"generation with {run} failed ({r.status}): {r.note}")
+    return r.value
 
 
 def run_quality(out: str | Path, minutes: float, cache: str | Path | None = None, dataset: str | Path | None = None,
                 cases: int = 40, segmenter_minutes: float | None = None, threads: int | None = None,
-                log=print, presets: dict | None = None, size: int = 64, segmenter: dict | None = None,
-                variants: dict | None = None) -> dict:
+                log=print, presets: dict | None = None, size: int = 64, segmenter: dict | None = None) -> dict:
     """The whole comparison into ``out`` (``presets``: model name -> preset or YAML file, default
-    :data:`MODELS`; ``variants``: further samplings of those models, default :data:`VARIANTS`;
-    ``size`` of the cache made when none is given; ``segmenter``: SegmenterConfig fields)."""
+    :data:`MODELS`, each sampled as :func:`judged_samplings` says; ``size`` of the cache made when none
+    is given; ``segmenter``: SegmenterConfig fields)."""
     from tracect.data.prepare import PrepareConfig, prepare_dataset
     from tracect.evaluate.harness import collect_entries, evaluate
     from tracect.evaluate.segmenter import SegmenterConfig, train_segmenter
@@ -210,10 +223,8 @@ def run_quality(out: str | Path, minutes: float, cache: str | Path | None = None
     jobs = generation_jobs(dataset)
     results = {"minutes": minutes, "threads_per_model": threads, "cache": str(cache), "dataset": str(dataset),
                "training": training, "volumes": len(jobs), "models": {}}
-    sampled = {name: (name, None) for name in presets}
-    sampled.update({v: (m, how) for v, (m, how) in (variants if variants is not None else VARIANTS).items()
-                    if m in presets})
-    for name, (model, how) in sampled.items():
+    for name, (model, mode) in judged_samplings(presets).items():
+        how = sampling_of(out / "runs" / model, model, mode)
         log(f"{name}: generating {len(jobs)} volumes")
         timing = _generate_in_subprocess(out / "runs" / model, jobs, out / "generated" / name, log, how)
         manifest = out / "generated" / name / "evaluate.jsonl"
@@ -297,5 +308,5 @@ def markdown(r: dict) -> str:
 
 if __name__ == "__main__":  # one model's generation, in its own process (see _generate_in_subprocess)
     spec = json.loads(sys.argv[1])
-    result = generate_all(Path(spec["run"]), spec["jobs"], Path(spec["out"]), log=print, how=spec.get("how"))
+    result = generate_all(Path(spec["run"]), spec["jobs"], Path(spec["out"]), spec["how"], log=print)
     print(json.dumps(result))

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from tracect.data.prepare import unit_to_hu
+from tracect.data.grid import unit_to_hu
 from tracect.data.windows import FrameWindows
 from tracect.diffusion.sampler import ddim_sample
 from tracect.generate.pipeline import Generator
@@ -43,14 +43,14 @@ def measure_steps(checkpoint, cache, steps=(5, 10, 25, 50), reference: int = 200
     guidance = gen.config.diffusion.guidance if guidance is None else guidance
     cond = build_condition(gen.text, torch.stack([p["mask"] for p in picks]), [p["report"] for p in picks],
                            torch.stack([p["spacing"] for p in picks]), torch.stack([p["position"] for p in picks]),
-                           gen.device)
-    denoise = make_denoise(gen.model, cond, gen.config.diffusion.train_timesteps, gen.autocast)
+                           gen.device, null=guidance != 1.0)
+    denoise = make_denoise(gen.model, cond, gen.config.diffusion.train_timesteps, gen.autocast, guidance)
     shape = (len(picks), K, *picks[0]["image"].shape[1:])
 
     def sample(n):
         gens = [torch.Generator().manual_seed(seed + i) for i in range(len(picks))]
         t0 = time.perf_counter()
-        x = ddim_sample(denoise, gen.schedule, shape, gens, n, guidance, device=gen.device).cpu().numpy()
+        x = ddim_sample(denoise, gen.schedule, shape, gens, n, device=gen.device).cpu().numpy()
         return unit_to_hu(x, window), (time.perf_counter() - t0) / len(picks)
 
     ref, ref_s = sample(reference)

@@ -50,6 +50,16 @@ def register(sub) -> None:
     m.add_argument("--repeats", type=int, default=3)
     m.add_argument("--out", default=None)
     m.set_defaults(func=run_modes)
+    c = bsub.add_parser("cohort", help="throughput of a cohort generated in lockstep vs one volume at a time",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    c.add_argument("--checkpoint", required=True)
+    c.add_argument("--volumes", type=int, default=8)
+    c.add_argument("--slices", type=int, default=64, help="slices of the longest phantom mask")
+    c.add_argument("--batch-volumes", type=int, default=None, help="default: all volumes at once")
+    c.add_argument("--steps", type=int, default=None, help="default: the model's")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--out", default=None)
+    c.set_defaults(func=run_cohort)
     e = bsub.add_parser("efficiency", help="time and peak memory per volume: frame-pair and 4-frame windows (sequential, parallel) "
                         "vs 3D, each in a fresh subprocess; JSON, markdown table and plot",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -98,6 +108,15 @@ def run_quality(args) -> int:
     r = measure(args.out, args.minutes, args.data, args.dataset, args.cases, args.segmenter_minutes, args.threads)
     print(markdown(r))
     return 0
+
+
+def run_cohort(args) -> int:
+    from tracect.bench.cohort import measure_cohort
+    from tracect.generate.pipeline import Generator
+
+    gen = Generator.from_checkpoint(args.checkpoint, device=args.device)
+    r = measure_cohort(gen, args.volumes, args.slices, batch_volumes=args.batch_volumes, steps=args.steps)
+    return _emit(r, args.out)
 
 
 def run_modes(args) -> int:

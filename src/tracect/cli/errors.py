@@ -6,7 +6,7 @@ from tracect.data.validate import CaseError
 from tracect.io.dicom import DicomError
 from tracect.io.readers import VolumeReadError
 from tracect.labels.vocabulary import UnknownLabelsError
-from tracect.train.checkpoint import CheckpointError
+from tracect.model.weights import CheckpointError
 from tracect.generate.masks import MaskError
 from tracect.evaluate.harness import EvaluationError
 from tracect.utils.paths import UnsafePathError

@@ -6,6 +6,8 @@ import argparse
 
 
 def register(sub) -> None:
+    from tracect.generate.sampling import MODES, Sampling
+
     p = sub.add_parser("generate", help="generate a CT volume from a mask and a report",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="run folder or checkpoint folder")
@@ -24,16 +26,25 @@ def register(sub) -> None:
                         "ignore them; the notes and the sidecar list which)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num", type=int, default=1, help="volumes with seeds seed..seed+num-1")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's)")
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance weight")
-    p.add_argument("--mode", choices=("sequential", "parallel"), default="sequential")
-    p.add_argument("--overlap", type=int, default=1, help="frames shared by consecutive windows")
-    p.add_argument("--warmup", type=int, default=None,
+    # sampler settings: one Sampling object (tracect.generate.sampling); unset options keep its defaults
+    d = Sampling()
+    p.add_argument("--steps", type=int, default=None, help="sampler steps per window (default: the model's)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance weight on the report (default: the model's; 1: off)")
+    p.add_argument("--mode", choices=MODES, default=d.mode)
+    p.add_argument("--overlap", type=int, default=d.overlap, help="frames shared by consecutive windows")
+    p.add_argument("--warmup", type=int, default=d.warmup,
                    help="sequential mode: burn-in slices run through the mask's top slices mirrored and "
                         "dropped, so the first slices continue a generated neighbour like the rest "
-                        "(default 16; 0: start from noise as TRACE does)")
-    p.add_argument("--chunk", type=int, default=64,
-                   help="parallel mode: windows per network call (fewer: less memory, about the same time)")
+                        "(0: start from noise as TRACE does)")
+    p.add_argument("--chunk", type=int, default=d.chunk,
+                   help="parallel mode: windows per network call (twice as many network rows with guidance); "
+                        "fewer: less memory, about the same time")
+    p.add_argument("--window", type=int, default=d.window,
+                   help="3D models: slices per window (default: the whole volume; shorter needs --mode parallel)")
+    p.add_argument("--batch-volumes", type=int, default=8,
+                   help="sequential mode, several volumes (--manifest, --num): volumes whose windows advance "
+                        "together in one network call (more: faster, memory grows with it)")
     p.add_argument("--format", choices=("nifti", "dicom"), default="nifti",
                    help="dicom: also write a DICOM series marked as synthetic")
     p.add_argument("--no-pictures", action="store_true", help="skip the montage and fly-through")
@@ -121,8 +132,12 @@ def _run_manifest(args) -> int:
 
 
 def _options(args) -> dict:
-    return dict(vocabulary=args.vocabulary, steps=args.steps, guidance=args.guidance, mode=args.mode,
-                overlap=args.overlap, warmup=args.warmup, chunk=args.chunk, formats=("nifti", "dicom") if args.format == "dicom" else ("nifti",),
+    from tracect.generate.sampling import Sampling
+
+    sampling = Sampling(steps=args.steps, guidance=args.guidance, mode=args.mode, overlap=args.overlap,
+                        warmup=args.warmup, chunk=args.chunk, window=args.window)
+    return dict(vocabulary=args.vocabulary, sampling=sampling, batch_volumes=args.batch_volumes,
+                formats=("nifti", "dicom") if args.format == "dicom" else ("nifti",),
                 pictures=not args.no_pictures, overwrite=args.overwrite, device=args.device,
                 progress=not args.quiet, space_check=not args.no_space_check, allow_pickle=args.allow_pickle,
                 strict_labels=args.strict)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracect.data.prepare import PrepareConfig
+from tracect.data.grid import PrepareConfig
 from tracect.labels.vocabulary import Vocabulary
 
 

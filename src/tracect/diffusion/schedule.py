@@ -75,6 +75,20 @@ class Schedule:
             return x_t - s * pred, x_t + a * pred
         return a * x_t - s * pred, s * x_t + a * pred
 
+    def ddim_step(self, x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """One deterministic DDIM step (Song et al. 2021, eq. 12 with eta = 0) from time ``t`` to ``s < t``.
+
+        ``x0`` is the clean estimate at ``t`` (already clamped to the data range); the noise estimate is
+        recomputed from it, ``eps = (x_t - alpha_t x0) / sigma_t``, so that the two stay consistent, and
+        ``x_s = alpha_s x0 + sigma_s eps``. For rectified flow this is exactly an Euler step of the
+        velocity ODE. ``t`` and ``s`` are ``(B,)`` for a batch ``x_t`` ``(B, ...)``, or 0-d for a whole
+        array at one time.
+        """
+        a_t, s_t = (self._bcast(v, x_t) for v in self.alpha_sigma(t))
+        a_s, s_s = (self._bcast(v, x_t) for v in self.alpha_sigma(s))
+        eps = (x_t - a_t * x0) / s_t.clamp_min(1e-6)
+        return a_s * x0 + s_s * eps
+
     def network_time(self, t: torch.Tensor) -> torch.Tensor:
         return t * self.timesteps
 

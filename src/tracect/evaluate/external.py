@@ -24,7 +24,7 @@ class TotalSegmentatorSegmenter:
     name = "totalsegmentator"
 
     def __init__(self):
-        from tracect.data.prepare import PrepareConfig
+        from tracect.data.grid import PrepareConfig
         from tracect.evaluate.harness import EvaluationError
         from tracect.labels.vocabulary import get_vocabulary
 
@@ -44,7 +44,7 @@ class TotalSegmentatorSegmenter:
 
     def predict(self, unit: np.ndarray, affine: np.ndarray | None = None) -> np.ndarray:
         """Labels (tracect vocabulary) of a volume in [-1, 1] on a grid with ``affine``."""
-        from tracect.data.prepare import unit_to_hu
+        from tracect.data.grid import unit_to_hu
         from tracect.io.readers import read_mask, write_volume
         from tracect.io.volume import Volume
         from tracect.labels.vocabulary import build_remap, total

@@ -180,7 +180,7 @@ class CaseGrid:
 
 def case_grid(entry: EvalEntry, prepare, vocab) -> CaseGrid:
     """Read, remap and resample one entry onto its evaluation grid."""
-    from tracect.data.prepare import AIR_HU, output_grid
+    from tracect.data.grid import AIR_HU, output_grid
     from tracect.data.resample import resample_to_grid
     from tracect.generate.masks import prepare_mask
     from tracect.io.pairing import GridMismatchError, check_same_grid
@@ -212,7 +212,7 @@ def case_grid(entry: EvalEntry, prepare, vocab) -> CaseGrid:
 
 def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) -> tuple[dict, dict]:
     """Per-case figures (JSON-ready) and the arrays the set-level figures need."""
-    from tracect.data.prepare import hu_to_unit
+    from tracect.data.grid import hu_to_unit
     from tracect.evaluate.segmenter import organ_names
 
     names = organ_names(vocab)
@@ -351,7 +351,7 @@ def evaluate(entries: list[EvalEntry], out: str | Path, *, segmenter=None, featu
     """Evaluate ``entries``; write ``out/metrics.json`` (and ``out/report.html``); return the metrics."""
     from tqdm import tqdm
 
-    from tracect.data.prepare import PrepareConfig
+    from tracect.data.grid import PrepareConfig
     from tracect.evaluate.segmenter import Segmenter
     from tracect.labels.vocabulary import Vocabulary, get_vocabulary
     from tracect.utils.atomic import write_json

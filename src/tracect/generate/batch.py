@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tracect.generate.sampling import Sampling
 from tracect.utils.jsonl import iter_jsonl
 from tracect.utils.paths import UnsafePathError, resolve_inside
 
@@ -281,14 +282,14 @@ def _mask_for(job: Job, vocabulary: str, strict_labels: bool = False):
     return make_mask(job.slices, seed=job.seed, size=PHANTOM_SIZE), "total"
 
 
-def run_jobs(jobs: list[Job], checkpoint, out_dir: Path, *, vocabulary: str = "total", steps=None,
-             guidance=None, mode: str = "sequential", overlap: int = 1, warmup: int | None = None,
-             chunk: int = 64, formats=("nifti",),
+def run_jobs(jobs: list[Job], checkpoint, out_dir: Path, *, vocabulary: str = "total",
+             sampling: Sampling | None = None, batch_volumes: int = 8, formats=("nifti",),
              pictures: bool = True, overwrite: bool = False, device: str = "auto", progress: bool = True,
              log=print, generator=None, skip_existing: bool = True, space_check: bool = True,
              summary_path: str | Path | None = None, allow_pickle: bool = False,
              strict_labels: bool = False) -> dict:
-    """Generate every job with one model.
+    """Generate every job with one model, ``sampling`` for all, ``batch_volumes`` volumes in lockstep
+    (sequential mode: their windows share each network call; see :meth:`Generator.generate_many`).
 
     Returns ``{"done", "skipped", "failed", "not_started", "failures", "outputs", "stopped",
     "seconds"}``, also written to ``summary_path`` (JSON) if given. With ``skip_existing`` (manifests)
@@ -301,6 +302,8 @@ def run_jobs(jobs: list[Job], checkpoint, out_dir: Path, *, vocabulary: str = "t
     from tracect.generate.outputs import check_writable, output_paths
     from tracect.utils import preflight
 
+    if batch_volumes < 1:
+        raise ValueError(f"batch_volumes must be >= 1, got {batch_volumes}")
     t0 = time.perf_counter()
     summary = {"done": 0, "skipped": 0, "failed": 0, "not_started": 0, "failures": [], "outputs": [],
                "stopped": None, "seconds": 0.0}
@@ -328,8 +331,8 @@ def run_jobs(jobs: list[Job], checkpoint, out_dir: Path, *, vocabulary: str = "t
             preflight.check_free_space(folder, estimate_output_bytes(mine, formats, pictures),
                                        f"{len(mine)} volume(s)")
     if todo:
-        _generate_all(todo, summary, checkpoint, vocabulary=vocabulary, steps=steps, guidance=guidance,
-                      mode=mode, overlap=overlap, warmup=warmup, chunk=chunk, formats=formats, pictures=pictures,
+        _generate_all(todo, summary, checkpoint, vocabulary=vocabulary, sampling=sampling or Sampling(),
+                      batch_volumes=batch_volumes, formats=formats, pictures=pictures,
                       overwrite=overwrite or skip_existing, device=device, progress=progress, log=log,
                       generator=generator, allow_pickle=allow_pickle, strict_labels=strict_labels)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
@@ -342,36 +345,56 @@ def run_jobs(jobs: list[Job], checkpoint, out_dir: Path, *, vocabulary: str = "t
     return summary
 
 
-def _generate_all(todo, summary, checkpoint, *, vocabulary, steps, guidance, mode, overlap, warmup, chunk, formats,
-                  pictures, overwrite, device, progress, log, generator, allow_pickle=False,
-                  strict_labels=False) -> None:
+def _generate_all(todo, summary, checkpoint, *, vocabulary, sampling, batch_volumes, formats, pictures,
+                  overwrite, device, progress, log, generator, allow_pickle, strict_labels) -> None:
     from tracect.generate.outputs import write_outputs
     from tracect.generate.pipeline import Generator
 
     gen = generator or Generator.from_checkpoint(checkpoint, device=device, allow_pickle=allow_pickle)
-    for k, (job, out) in enumerate(todo):
+    open_jobs = {id(job): (job, out) for job, out in todo}  # neither written nor failed yet
+
+    def fail(job, out, e: Exception) -> None:
         label = job.name or str(out)
-        try:
-            report = job.report
-            if job.report_file is not None:
-                report = Path(job.report_file).read_text(encoding="utf-8").strip()
-            mask, vocab = _mask_for(job, vocabulary, strict_labels)
-            result = gen.generate(mask, report, vocabulary=vocab, seed=job.seed, steps=steps,
-                                  guidance=guidance, mode=mode, overlap=overlap, chunk=chunk, warmup=warmup,
-                                  progress=progress, log=log)
-            # without a sidecar, files already at ``out`` are the remains of an interrupted attempt
-            write_outputs(result, out, formats, pictures, overwrite)
-        except Exception as e:  # a bad job must not stop the others
-            reason = str(e) if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: {e}"
-            summary["failed"] += 1
-            summary["failures"].append({"job": label, "error": reason})
-            log(f"failed {label}: {reason}")
-            if isinstance(e, OSError) and e.errno in FATAL_ERRNOS:
-                summary["not_started"] = len(todo) - k - 1
-                summary["stopped"] = f"{os.strerror(e.errno)} while writing {out.parent}"
-                log(f"stopping: {summary['stopped']}")
-                return
-            continue
-        summary["done"] += 1
-        summary["outputs"].append(str(out))
-        log(f"wrote {out} ({result.info['seconds']:.1f} s, {result.ct.shape})")
+        reason = str(e) if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: {e}"
+        summary["failed"] += 1
+        summary["failures"].append({"job": label, "error": reason})
+        open_jobs.pop(id(job), None)
+        log(f"failed {label}: {reason}")
+
+    def plans():
+        """Each job's plan, made when the cohort has room for it; a bad job fails alone."""
+        for job, out in todo:
+            try:
+                report = job.report
+                if job.report_file is not None:
+                    report = Path(job.report_file).read_text(encoding="utf-8").strip()
+                mask, vocab = _mask_for(job, vocabulary, strict_labels)
+                yield gen.plan(mask, report, vocabulary=vocab, seed=job.seed, sampling=sampling, log=log,
+                               key=(job, out))
+            except Exception as e:  # a bad job must not stop the others
+                fail(job, out, e)
+
+    cohort = gen.generate_many(plans(), sampling, batch_volumes, progress)
+    try:
+        for plan, result in cohort:
+            job, out = plan.key
+            try:
+                # without a sidecar, files already at ``out`` are the remains of an interrupted attempt
+                write_outputs(result, out, formats, pictures, overwrite)
+            except Exception as e:
+                fail(job, out, e)
+                if isinstance(e, OSError) and e.errno in FATAL_ERRNOS:  # every later job would fail too
+                    summary["not_started"] = len(open_jobs)
+                    summary["stopped"] = f"{os.strerror(e.errno)} while writing {out.parent}"
+                    log(f"stopping: {summary['stopped']}")
+                    return
+                continue
+            open_jobs.pop(id(job), None)
+            summary["done"] += 1
+            summary["outputs"].append(str(out))
+            log(f"wrote {out} ({result.info['seconds']:.1f} s, {result.ct.shape})")
+    except Exception as e:  # the sampler itself failed: the volumes in flight and the rest cannot be made
+        for job, out in list(open_jobs.values()):
+            fail(job, out, e)
+    finally:
+        cohort.close()

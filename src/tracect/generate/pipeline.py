@@ -5,37 +5,45 @@
     gen = Generator.from_checkpoint("runs/cpu")
     result = gen.generate(read_mask("seg.nii.gz"), "Arterial phase CT ...", seed=0)
     result.ct        # Volume: int16 HU, same shape and affine as the mask
+
+A volume goes through three stages, which :meth:`Generator.generate` runs for one volume and
+:meth:`Generator.generate_many` for a cohort (several volumes' windows in one network call):
+
+1. :meth:`Generator.plan`: the mask validated, remapped and given a body, the generation grid
+   (:func:`tracect.data.grid.output_grid`), the labels on it, and the :class:`~strategies.Chain` of
+   windows with the burn-in and the report;
+2. sampling: :func:`strategies.sequential` (cohorts in lockstep) or :func:`strategies.parallel`,
+   which ask :meth:`Generator.denoiser_for` for the guided denoiser of each batch of windows;
+3. :meth:`Generator.finish`: [-1, 1] -> HU, back onto the mask's grid and axis order, the sidecar record.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 
 from tracect import __version__
 from tracect.config import RunConfig
-from tracect.data.prepare import AIR_HU, PrepareConfig, output_grid, unit_to_hu
+from tracect.data.grid import AIR_HU, PrepareConfig, output_grid, unit_to_hu
 from tracect.data.resample import resample_to_grid
 from tracect.diffusion.schedule import Schedule
 from tracect.generate import strategies
 from tracect.generate.masks import GenerationMask, prepare_mask
+from tracect.generate.sampling import Sampling
 from tracect.io.volume import Volume
 from tracect.labels.vocabulary import Vocabulary, get_vocabulary
-from tracect.model.denoiser import geometry_features
+from tracect.model.conditioning import build_condition, make_denoise
 from tracect.model.text import TextEncoder
-from tracect.train.checkpoint import checkpoint_hash, load_model
-from tracect.train.trainer import autocast_factory, resolve_device
-
-MODES = ("sequential", "parallel")
-DEFAULT_WARMUP = 16  # burn-in slices in sequential mode (a chain's memory of its start lasts ~10)
+from tracect.model.weights import checkpoint_hash, load_model
+from tracect.runtime import autocast_factory, resolve_device
 
 
 @dataclass
@@ -47,6 +55,25 @@ class GeneratedVolume:
     canonical: Volume
     labels: Volume
     info: dict = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class Plan:
+    """One volume ready to sample: its mask, generation grid ``(affine, (Z, H, W))``, labels on that grid,
+    chain of windows (burn-in first), settings and the caller's ``key``."""
+
+    mask: GenerationMask
+    affine: np.ndarray
+    shape: tuple[int, int, int]
+    labels: np.ndarray
+    chain: strategies.Chain
+    burn_in: int
+    report: str
+    seed: int
+    vocabulary: str
+    sampling: Sampling
+    key: object = None
+    started: float = field(default_factory=time.perf_counter)
 
 
 def mask_hash(mask: Volume) -> str:
@@ -70,6 +97,8 @@ class Generator:
     def __init__(self, model, config: RunConfig, data: dict, device, text: TextEncoder | None = None,
                  checkpoint: Path | None = None):
         self.model, self.config, self.device = model, config, device
+        if config.train.channels_last and config.model.kind != "3d":
+            self.model.to(memory_format=torch.channels_last)
         self.data = data
         self.prepare = PrepareConfig.from_json(data["prepare"])
         self.vocabulary = Vocabulary.from_json(data["vocabulary"])
@@ -93,7 +122,7 @@ class Generator:
             raise ValueError(f"{ckpt}: no data.json (prepare configuration); was it written by tracect train?")
         return cls(model, config, json.loads(data_path.read_text()), dev, text, ckpt)
 
-    # ------------------------------------------------------------------ grid
+    # ------------------------------------------------------------------ 1. plan
 
     def _thickness(self, canon: Volume) -> float:
         """The mask's slice spacing, held inside the range the model was trained on."""
@@ -105,112 +134,158 @@ class Generator:
         cfg = dataclasses.replace(self.prepare, slice_thickness=self._thickness(canon))
         return output_grid(canon, canon.array > 0, cfg)
 
-    # ------------------------------------------------------------------ generate
+    def plan(self, mask: Volume, report: str = "", *, vocabulary: str | Vocabulary = "total", seed: int = 0,
+             sampling: Sampling | None = None, log=None, key=None) -> Plan:
+        """Validate ``mask`` (any orientation, labels of ``vocabulary``) and lay out its chain of windows.
 
-    @torch.no_grad()
-    def generate(self, mask: Volume, report: str = "", *, vocabulary: str | Vocabulary = "total",
-                 seed: int = 0, steps: int | None = None, guidance: float | None = None,
-                 mode: str = "sequential", overlap: int = 1, chunk: int = 64, progress: bool = False,
-                 log=None, window: int | None = None, warmup: int | None = None) -> GeneratedVolume:
-        """Generate a CT for ``mask`` (any orientation, labels of ``vocabulary``) and ``report``.
-
-        ``window`` (3D models only): slices per network window; default the whole volume in one window.
-        A shorter window (e.g. the block length it was trained on) needs ``mode="parallel"``, which fuses
-        the overlapping slices of neighbouring windows at every step (a 3D model has no known-frame input
-        to continue from).
-
-        ``warmup`` (sequential mode): slices of burn-in. A chain remembers where it came from for about
+        The burn-in (``sampling.warmup``, sequential mode): a chain remembers where it came from for about
         ten slices, and a chain started from noise alone begins elsewhere than one that arrives at the
         same anatomy from its neighbours (on the ``cpu`` model the lung and spleen of the first slices
         were 90–230 HU darker than the same mask slices later in the volume). So the chain first runs
-        through the mask's top ``warmup`` slices mirrored (slices warmup, ..., 1) and turns at slice 0,
-        like reflect padding; those slices are generated and dropped. 0 gives TRACE's plain start.
-        Costs about ``warmup / (K - overlap)`` extra windows. ``None``: :data:`DEFAULT_WARMUP`."""
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        warmup = DEFAULT_WARMUP if warmup is None else warmup
-        if warmup < 0 or chunk < 1:
-            raise ValueError(f"warmup must be >= 0 and chunk >= 1, got {warmup} and {chunk}")
+        through the mask's top ``B`` slices mirrored (slices B, ..., 1) and turns at slice 0, like reflect
+        padding; those slices are generated and dropped. It costs about ``B / (K - overlap)`` windows.
+        """
+        sampling = (sampling or Sampling()).resolved(self.config.diffusion)
         mc = self.config.model
-        steps = steps or self.config.diffusion.sample_steps
-        guidance = self.config.diffusion.guidance if guidance is None else guidance
-        t0 = time.perf_counter()
         gm = prepare_mask(mask, get_vocabulary(vocabulary), self.vocabulary)
         for note in gm.notes:
             if log:
                 log(note)
         affine, shape = self.generation_grid(gm)
         labels = resample_to_grid(gm.labels, affine, shape, order=0, dtype=np.uint8).array
-        Z, H, W = shape
+        Z = shape[0]
         K = mc.frames
         if mc.kind == "3d":
-            K = volume_window(mc, Z, window)
-            if K < Z and mode != "parallel":
+            K = volume_window(mc, Z, sampling.window)
+            if K < Z and sampling.mode != "parallel":
                 raise ValueError(f"a 3D model sampled in windows of {K} < {Z} slices needs mode='parallel'")
-        # burn-in (sequential mode): the chain first runs through the top ``B`` slices mirrored (mask
-        # slices B, B-1, ..., 1), then on through slices 0..Z-1; the first B generated slices are dropped
-        o = overlap if K > 1 else 0
-        B = min(warmup, Z - 1) if mode == "sequential" and mc.known_frames and K > 1 else 0
+        B = min(sampling.warmup, Z - 1) if sampling.mode == "sequential" and mc.known_frames and K > 1 else 0
         pad = max(0, K - (B + Z))  # fewer slices than a window: repeat the last slice, crop afterwards
-        chain = np.concatenate([np.arange(B, 0, -1), np.arange(Z + pad)])  # chain slice -> mask slice
-        lab = torch.from_numpy(labels[np.minimum(chain, Z - 1)])  # uint8 (Zp, H, W)
-        Zp = len(chain)
+        order = np.concatenate([np.arange(B, 0, -1), np.arange(Z + pad)])  # chain slice -> mask slice
         spacing = Volume(labels, affine).spacing  # (z, y, x) mm
-        tokens, pooled = self.text.encode([report])
-        null_t, null_p = self.text.encode([""])
-        tokens, pooled, null_t, null_p = (v.to(self.device) for v in (tokens, pooled, null_t, null_p))
-        positions = torch.from_numpy(chain).float() / max(Z - 1, 1)
-        T = self.config.diffusion.train_timesteps
+        chain = strategies.Chain(torch.from_numpy(labels[np.minimum(order, Z - 1)]),
+                                 torch.from_numpy(order).float() / max(Z - 1, 1), torch.tensor(spacing, dtype=torch.float32),
+                                 report, K, sampling.overlap, torch.Generator().manual_seed(int(seed)), key)
+        vocab_name = get_vocabulary(vocabulary).name
+        return Plan(gm, affine, shape, labels, chain, B, report, int(seed), vocab_name, sampling, key)
 
-        def denoise_windows(x, t, starts, known, known_values, use_report):
-            n = x.shape[0]
-            idx = torch.tensor(starts)[:, None] + torch.arange(K)[None]  # (n, K)
-            m = lab[idx].long().to(self.device)
-            pos = positions[idx]
-            geom = geometry_features(torch.full((n,), spacing[1]), torch.full((n,), spacing[0]),
-                                     pos[:, 0], pos[:, -1]).to(self.device)
-            tk, pl = (tokens, pooled) if use_report else (null_t, null_p)
-            with self.autocast() if self.autocast else contextlib.nullcontext():
-                out = self.model(x, t * T, m, tk.expand(n, -1, -1), pl.expand(n, -1), geom, known, known_values)
-            return out.float()
+    # ------------------------------------------------------------------ 2. sample
 
-        gen = torch.Generator().manual_seed(int(seed))
-        n_windows = len(strategies.window_starts(Zp, K, o))
-        bar = _bar(progress, n_windows if mode == "sequential" else steps,
-                   "windows" if mode == "sequential" else "steps")
-        common = dict(schedule=self.schedule, Z=Zp, K=K, H=H, W=W, overlap=o,
-                      steps=steps, guidance=guidance, generator=gen, device=self.device)
-        if mode == "sequential":
-            unit = strategies.sequential(denoise_windows, on_window=lambda i: bar.update(), **common)
-        else:
-            unit = strategies.parallel(denoise_windows, chunk=chunk, on_step=lambda i: bar.update(), **common)
-        bar.close()
-        unit = unit[B:B + Z].numpy()
-        hu = unit_to_hu(unit, self.prepare.hu_window)
-        canonical = Volume(hu, affine)
+    def denoiser_for(self, sampling: Sampling):
+        """``denoiser_for(chains, starts, known, known_values) -> denoise(x_t, t)`` of the strategies:
+        the windows' conditions built by :func:`~tracect.model.conditioning.build_condition`, guided in
+        one network call."""
+        def build(chains, starts, known, known_values):
+            K = chains[0].K
+            mask = torch.stack([c.labels[s:s + K] for c, s in zip(chains, starts)])  # (B, K, H, W) uint8
+            position = torch.stack([c.positions[s:s + K] for c, s in zip(chains, starts)])  # (B, K)
+            spacing = torch.stack([c.spacing for c in chains])  # (B, 3)
+            cond = build_condition(self.text, mask, [c.report for c in chains], spacing, position, self.device,
+                                   known=known, known_values=known_values, null=sampling.guided)
+            return make_denoise(self.model, cond, self.config.diffusion.train_timesteps, self.autocast,
+                                sampling.guidance)
+
+        return build
+
+    @torch.no_grad()
+    def sample(self, plans: Iterable[Plan], sampling: Sampling, batch_volumes: int = 1,
+               progress: bool = False) -> Iterator[Plan]:
+        """Sample the chains of ``plans`` (all with ``sampling``), yielding each plan as its chain is
+        complete. Sequential mode runs up to ``batch_volumes`` chains in lockstep (3D models: one at a
+        time, their windows differ in length); parallel mode one volume at a time."""
+        sampling = sampling.resolved(self.config.diffusion)
+        denoiser_for = self.denoiser_for(sampling)
+        bar = _bar(progress, "windows" if sampling.mode == "sequential" else "steps")
+
+        def checked(plans):
+            for p in plans:
+                if p.sampling != sampling:  # the chain was laid out for the plan's settings
+                    raise ValueError(f"a plan made with {p.sampling} cannot be sampled with {sampling}")
+                yield p
+
+        try:
+            if sampling.mode == "sequential":
+                by_chain = {}
+
+                def chains():
+                    for p in checked(plans):
+                        by_chain[id(p.chain)] = p
+                        bar.total = (bar.total or 0) + len(p.chain.starts)
+                        yield p.chain
+
+                batch = 1 if self.config.model.kind == "3d" else batch_volumes
+                for chain in strategies.sequential(chains(), denoiser_for, self.schedule, sampling.steps,
+                                                   self.device, batch, on_window=lambda c: bar.update()):
+                    yield by_chain.pop(id(chain))
+            else:
+                for p in checked(plans):
+                    bar.total = (bar.total or 0) + sampling.steps
+                    strategies.parallel(p.chain, denoiser_for, self.schedule, sampling.steps, self.device,
+                                        sampling.chunk, on_step=lambda i: bar.update())
+                    yield p
+        finally:
+            bar.close()
+
+    # ------------------------------------------------------------------ 3. finish
+
+    def finish(self, plan: Plan, batch_volumes: int = 1) -> GeneratedVolume:
+        """The sampled chain of ``plan`` as a CT on the mask's grid, with its reproducibility record."""
+        Z = plan.shape[0]
+        unit = plan.chain.out[plan.burn_in:plan.burn_in + Z].numpy()
+        canonical = Volume(unit_to_hu(unit, self.prepare.hu_window), plan.affine)
         # back to the mask's own grid: canonical mask grid, then the mask's axis order
-        src_canon = gm.source.canonical()
+        source = plan.mask.source
+        src_canon = source.canonical()
         on_mask = resample_to_grid(canonical, src_canon.affine, src_canon.shape, order=1, cval=AIR_HU,
                                    antialias=False)
-        ct = Volume(np.clip(np.rint(on_mask.array), -1024, 3071).astype(np.int16), src_canon.affine).like(gm.source)
+        ct = Volume(np.clip(np.rint(on_mask.array), -1024, 3071).astype(np.int16), src_canon.affine).like(source)
+        chain, s = plan.chain, plan.sampling
+        spacing = Volume(plan.labels, plan.affine).spacing
         info = {
             "tracect_version": __version__, "checkpoint": str(self.checkpoint) if self.checkpoint else None,
             "checkpoint_sha256": self.checkpoint_sha256, "config_name": self.config.name,
-            "seed": int(seed), "sampler": "ddim", "parametrization": self.config.diffusion.parametrization,
-            "schedule": self.schedule.name, "steps": steps, "guidance": guidance, "mode": mode,
-            "overlap": o, "warmup": B, "frames": K, "windows": n_windows, "report": report,
-            "mask_sha256": mask_hash(gm.source), "mask_source": gm.source.meta.get("source"),
-            "vocabulary": get_vocabulary(vocabulary).name, "notes": gm.notes,
-            "organ_files": gm.source.meta.get("organ_files"),
-            "generation_grid": {"shape": list(shape), "spacing_mm": list(spacing)},
+            "seed": plan.seed, "sampler": "ddim", "parametrization": self.config.diffusion.parametrization,
+            "schedule": self.schedule.name, "sampling": s.to_json(),
+            # what ran, as distinct from what was asked: the burn-in and overlap in effect, the window length
+            "steps": s.steps, "guidance": s.guidance, "mode": s.mode, "overlap": s.overlap if chain.K > 1 else 0,
+            "warmup": plan.burn_in, "frames": chain.K, "windows": len(chain.starts), "batch_volumes": batch_volumes,
+            "report": plan.report, "mask_sha256": mask_hash(source), "mask_source": source.meta.get("source"),
+            "vocabulary": plan.vocabulary, "notes": plan.mask.notes, "organ_files": source.meta.get("organ_files"),
+            "generation_grid": {"shape": list(plan.shape), "spacing_mm": list(spacing),
+                                "affine": np.asarray(plan.affine).tolist()},
             "output": {"shape": list(ct.shape), "spacing_mm": list(ct.spacing),
                        "orientation": "".join(ct.orientation)},
-            "device": str(self.device), "seconds": round(time.perf_counter() - t0, 3),
+            "device": str(self.device), "seconds": round(time.perf_counter() - plan.started, 3),
         }
-        return GeneratedVolume(ct, canonical, Volume(labels, affine), info)
+        return GeneratedVolume(ct, canonical, Volume(plan.labels, plan.affine), info)
+
+    # ------------------------------------------------------------------ all three
+
+    def generate(self, mask: Volume, report: str = "", *, vocabulary: str | Vocabulary = "total",
+                 seed: int = 0, sampling: Sampling | None = None, progress: bool = False, log=None,
+                 **settings) -> GeneratedVolume:
+        """Generate a CT for ``mask`` (any orientation, labels of ``vocabulary``) and ``report``.
+
+        ``sampling`` (default :class:`Sampling`'s defaults and the model's steps and guidance), with any
+        of its fields given as keywords on top (``steps=4, mode="parallel"``; ``None`` keeps the value).
+        See :class:`Sampling` and :meth:`plan` (the burn-in)."""
+        sampling = (sampling or Sampling()).replace(**settings)
+        plan = self.plan(mask, report, vocabulary=vocabulary, seed=seed, sampling=sampling, log=log)
+        (done,) = self.sample([plan], sampling, progress=progress)
+        return self.finish(done)
+
+    def generate_many(self, plans: Iterable[Plan], sampling: Sampling | None = None, batch_volumes: int = 8,
+                      progress: bool = False) -> Iterator[tuple[Plan, GeneratedVolume]]:
+        """Generate a cohort: ``plans`` (from :meth:`plan`, with the same ``sampling``; consumed lazily)
+        in lockstep, ``batch_volumes`` at a time; yields ``(plan, volume)`` as each volume completes. A
+        volume comes out as it would alone (per-volume generators; batched network calls agree with
+        single ones to float rounding)."""
+        sampling = sampling or Sampling()
+        for plan in self.sample(plans, sampling, batch_volumes, progress):
+            yield plan, self.finish(plan, batch_volumes)
 
 
-def _bar(enabled: bool, total: int, unit: str):
+def _bar(enabled: bool, unit: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="generate", unit=unit, disable=not enabled)
+    return tqdm(total=0, desc="generate", unit=unit, disable=not enabled)

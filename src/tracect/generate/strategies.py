@@ -1,29 +1,32 @@
-"""Chaining windows into a volume of any length (TRACE's overlapping-frame strategy, and a parallel mode).
+"""Chaining windows into volumes of any length (TRACE's overlapping-frame strategy, and a parallel mode).
 
-Notation: a volume has ``Z`` slices; a window has ``K`` frames; consecutive windows overlap by ``o``
+Notation: a chain has ``Z`` slices; a window has ``K`` frames; consecutive windows overlap by ``o``
 frames (``1 <= o < K``), so each window after the first adds ``K - o`` new slices.
 
-- :func:`sequential` (TRACE): the first window is generated fresh; each next window takes the ``o``
-  already generated frames as known frames and generates the rest. Only one window is in memory at a
-  time, so memory is constant in ``Z`` (apart from the output) and time grows linearly.
-- :func:`parallel` (beyond the paper): all windows are denoised together, step by step; at every step
-  the clean-slice estimates of frames that several windows share are averaged, and one DDIM step is
-  taken on the whole volume. One batched network call advances the whole volume.
+- :func:`sequential` (TRACE): a chain's first window is generated fresh; each next window takes the
+  ``o`` already generated frames as known frames and generates the rest. Only one window per volume is
+  in flight, so memory is constant in ``Z`` (apart from the output) and time grows linearly. Several
+  volumes advance **in lockstep**: their current windows form one batch, so one network call moves
+  all of them; a volume that finishes leaves, the next one takes its place. Each window draws its
+  noise from its own volume's generator, exactly as it would alone.
+- :func:`parallel` (beyond the paper): all windows of one volume are denoised together, step by step;
+  at every step the clean-slice estimates of frames that several windows share are averaged, and one
+  DDIM step (:meth:`Schedule.ddim_step`) is taken on the whole volume.
 
-Both take ``denoise_windows(x (W, K, H, W), t (W,), starts, known, known_values, use_report)`` and one
-``torch.Generator`` per volume.
+Both ask ``denoiser_for(chains, starts, known, known_values)`` for the guided ``denoise(x_t, t)`` of a
+batch of windows: window ``i`` starts at slice ``starts[i]`` of ``chains[i]``; ``known`` ``(B, K)`` and
+``known_values`` ``(B, K, H, W)`` (or None).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
 
 import torch
 
-from tracect.diffusion.sampler import cpu_randn, ddim_sample
+from tracect.diffusion.sampler import Denoise, cpu_randn, ddim_sample
 from tracect.diffusion.schedule import Schedule
-
-DenoiseWindows = Callable[..., torch.Tensor]
 
 
 def window_starts(Z: int, K: int, overlap: int) -> list[int]:
@@ -39,56 +42,103 @@ def window_starts(Z: int, K: int, overlap: int) -> list[int]:
     return starts
 
 
-def sequential(denoise_windows: DenoiseWindows, schedule: Schedule, Z: int, K: int, H: int, W: int,
-               overlap: int, steps: int, guidance: float, generator: torch.Generator, device,
-               on_window=None) -> torch.Tensor:
-    """Generate ``(Z, H, W)`` in [-1, 1] window by window, each continuing from the last slices."""
-    out = torch.zeros(Z, H, W)
-    done = torch.zeros(Z, dtype=torch.bool)
-    for n, s in enumerate(window_starts(Z, K, overlap)):
-        known = done[s:s + K].clone()[None]  # (1, K)
-        values = out[s:s + K][None].to(device)  # (1, K, H, W)
+@dataclass(eq=False)
+class Chain:
+    """One volume as a chain of windows, and its sampling state.
 
-        def denoise(x, t, use_report, s=s, known=known, values=values):
-            return denoise_windows(x, t, [s], known.to(device), values, use_report)
+    labels ``(Z, H, W)`` uint8 model ids and positions ``(Z,)`` (relative slice positions in [0, 1])
+    in chain order; spacing ``(3,)`` mm (z, y, x); ``K`` frames per window overlapping by ``overlap``;
+    one ``generator`` for every random draw of this volume. ``out`` ``(Z, H, W)`` collects the
+    generated slices in [-1, 1]; ``key`` identifies the volume to whoever made the chain.
+    """
 
-        x = ddim_sample(denoise, schedule, (1, K, H, W), [generator], steps, guidance,
-                        known=known if known.any() else None, known_values=values, device=device)
-        out[s:s + K] = x[0].float().cpu()
-        done[s:s + K] = True
-        if on_window is not None:
-            on_window(n)
-    return out
+    labels: torch.Tensor
+    positions: torch.Tensor
+    spacing: torch.Tensor
+    report: str
+    K: int
+    overlap: int
+    generator: torch.Generator
+    key: object = None
+    out: torch.Tensor = field(init=False, repr=False)
+    done: torch.Tensor = field(init=False, repr=False)
+    starts: list[int] = field(init=False)
+    next_window: int = field(init=False, default=0)
+
+    def __post_init__(self):
+        Z, H, W = self.labels.shape
+        self.out = torch.zeros(Z, H, W)
+        self.done = torch.zeros(Z, dtype=torch.bool)
+        self.starts = window_starts(Z, self.K, self.overlap if self.K > 1 else 0)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.labels.shape)
+
+    @property
+    def finished(self) -> bool:
+        return self.next_window >= len(self.starts)
+
+
+DenoiserFor = Callable[[list[Chain], list[int], "torch.Tensor | None", "torch.Tensor | None"], Denoise]
+
+
+def sequential(chains: Iterable[Chain], denoiser_for: DenoiserFor, schedule: Schedule, steps: int, device,
+               batch: int = 1, on_window=None) -> Iterator[Chain]:
+    """Generate every chain window by window, ``batch`` chains in lockstep; yields each chain as it
+    finishes (its ``out`` complete). ``chains`` is consumed lazily, one as a place frees up, so a long
+    cohort never holds more than ``batch`` volumes. All chains need the same ``K``, ``H`` and ``W``.
+    ``on_window(chain)`` after each window."""
+    pending, active = iter(chains), []
+    while True:
+        while len(active) < batch and (chain := next(pending, None)) is not None:
+            active.append(chain)
+        if not active:
+            return
+        K, (_, H, W) = active[0].K, active[0].shape
+        if any(c.K != K or c.shape[1:] != (H, W) for c in active):
+            raise ValueError("chains in lockstep need one window shape")
+        starts = [c.starts[c.next_window] for c in active]
+        known = torch.stack([c.done[s:s + K] for c, s in zip(active, starts)])  # (B, K)
+        values = torch.stack([c.out[s:s + K] for c, s in zip(active, starts)]).to(device)  # (B, K, H, W)
+        denoise = denoiser_for(active, starts, known.to(device), values)
+        x = ddim_sample(denoise, schedule, (len(active), K, H, W), [c.generator for c in active], steps,
+                        known=known, known_values=values, device=device).float().cpu()
+        for c, s, xc in zip(active, starts, x):
+            c.out[s:s + K] = xc
+            c.done[s:s + K] = True
+            c.next_window += 1
+            if on_window is not None:
+                on_window(c)
+        yield from (c for c in active if c.finished)
+        active = [c for c in active if not c.finished]
 
 
 @torch.no_grad()
-def parallel(denoise_windows: DenoiseWindows, schedule: Schedule, Z: int, K: int, H: int, W: int,
-             overlap: int, steps: int, guidance: float, generator: torch.Generator, device,
-             chunk: int = 64, on_step=None) -> torch.Tensor:
-    """Generate ``(Z, H, W)`` in [-1, 1] with all windows denoised jointly (estimates fused per step)."""
-    starts = window_starts(Z, K, overlap)
+def parallel(chain: Chain, denoiser_for: DenoiserFor, schedule: Schedule, steps: int, device, chunk: int = 64,
+             on_step=None) -> Chain:
+    """Generate ``chain`` with all its windows denoised jointly (estimates fused per step), ``chunk``
+    windows per network call; fills and returns ``chain``."""
+    Z, H, W = chain.shape
+    K, starts = chain.K, chain.starts
     idx = torch.tensor(starts)[:, None] + torch.arange(K)[None]  # (nW, K) slice of each frame
     count = torch.bincount(idx.flatten(), minlength=Z).float().to(device)  # windows per slice
     grid = schedule.sample_grid(steps)
-    x = cpu_randn((1, Z, H, W), [generator], device)[0]  # (Z, H, W)
+    x = cpu_randn((1, Z, H, W), [chain.generator], device)[0]  # (Z, H, W)
     for i in range(steps):
-        t, s = float(grid[i]), float(grid[i + 1])
+        t, s = grid[i].to(device), grid[i + 1].to(device)
         x0_sum = torch.zeros(Z, H, W, device=device)
         for c in range(0, len(starts), chunk):
             sl = slice(c, c + chunk)
             xw = x[idx[sl]]  # (w, K, H, W)
-            tt = torch.full((len(xw),), t, device=device)
-            pred = denoise_windows(xw, tt, starts[sl], None, None, True)
-            if guidance != 1.0:
-                null = denoise_windows(xw, tt, starts[sl], None, None, False)
-                pred = null + guidance * (pred - null)
-            x0w, _ = schedule.split(xw, pred, tt)
+            denoise = denoiser_for([chain] * len(xw), starts[sl], None, None)
+            tt = t.expand(len(xw))
+            x0w, _ = schedule.split(xw, denoise(xw, tt), tt)
             x0_sum.index_add_(0, idx[sl].flatten().to(device), x0w.clamp(-1, 1).flatten(0, 1))
-        x0 = x0_sum / count[:, None, None]
-        a_t, s_t = schedule.alpha_sigma(torch.tensor(t))
-        a_s, s_s = schedule.alpha_sigma(torch.tensor(s))
-        eps = (x - float(a_t) * x0) / max(float(s_t), 1e-6)
-        x = float(a_s) * x0 + float(s_s) * eps
+        x = schedule.ddim_step(x, x0_sum / count[:, None, None], t, s)
         if on_step is not None:
             on_step(i)
-    return x.clamp(-1, 1).cpu()
+    chain.out = x.clamp(-1, 1).cpu()
+    chain.done[:] = True
+    chain.next_window = len(starts)
+    return chain

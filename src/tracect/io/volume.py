@@ -144,13 +144,6 @@ class Volume:
         """Reorient to ``reference``'s axis codes (e.g. a canonical result back to the input's layout)."""
         return self.reorient(reference.orientation)
 
-    def same_grid(self, other: "Volume", tol_mm: float | None = None) -> bool:
-        """True when both volumes sample the same points in space, whatever their axis order (voxel
-        centres within ``tol_mm``, default :data:`tracect.io.pairing.GRID_TOLERANCE_MM`)."""
-        from tracect.io import pairing
-
-        return pairing.same_grid(self, other, pairing.GRID_TOLERANCE_MM if tol_mm is None else tol_mm)
-
     def world(self, ijk: np.ndarray) -> np.ndarray:
         """World RAS+ mm of voxel indices ``(..., 3)``."""
         ijk = np.asarray(ijk, dtype=np.float64)

@@ -1,7 +1,10 @@
-"""Conditions of a batch of windows, and the denoise closure the sampler calls.
+"""Conditions of a batch of windows, and the guided denoise closure the sampler calls.
 
-Training, validation images and volume generation all build a :class:`WindowCondition` the same way,
-so the network sees identical conditioning in each.
+Training (with condition dropout), validation pictures, volume generation and the benchmarks all build
+a :class:`WindowCondition` with :func:`build_condition`, so the network sees identical conditioning in
+each. :func:`make_denoise` turns a model and a condition into the ``denoise(x_t, t)`` of
+:func:`tracect.diffusion.sampler.ddim_sample`, with classifier-free guidance (Ho & Salimans 2022)
+computed in one network call on a doubled batch: ``pred = pred_null + w * (pred_report - pred_null)``.
 """
 
 from __future__ import annotations
@@ -12,52 +15,94 @@ import torch
 
 from tracect.model.denoiser import FrameDenoiser, geometry_features
 from tracect.model.text import TextEncoder
+from tracect.runtime import autocast_context
 
 
 @dataclass
 class WindowCondition:
     """Conditioning of ``B`` windows of ``K`` frames (all tensors on the model's device).
 
-    mask ``(B, K, H, W)`` long; tokens ``(B, L, D)``; pooled ``(B, D)``; null_tokens/null_pooled the
-    empty report (for guidance); geometry ``(B, 5)``; known ``(B, K)`` bool; known_values
-    ``(B, K, H, W)``; flow ``(B, K-1, 2, H, W)`` or None.
+    mask ``(B, K, H, W)`` long (``num_classes`` = dropped); tokens ``(B, L, D)``; pooled ``(B, D)``;
+    null_tokens / null_pooled: the empty report (for guidance; ``None`` when not built); geometry
+    ``(B, 5)``; known ``(B, K)`` bool; known_values ``(B, K, H, W)``; flow ``(B, K-1, 2, H, W)`` or None.
     """
 
     mask: torch.Tensor
     tokens: torch.Tensor
     pooled: torch.Tensor
-    null_tokens: torch.Tensor
-    null_pooled: torch.Tensor
     geometry: torch.Tensor | None
     known: torch.Tensor | None = None
     known_values: torch.Tensor | None = None
     flow: torch.Tensor | None = None
+    null_tokens: torch.Tensor | None = None
+    null_pooled: torch.Tensor | None = None
+
+    def inputs(self, with_report: bool = True) -> tuple:
+        """The model's arguments after ``x_t`` and ``t``: mask, tokens, pooled, geometry, known,
+        known_values, flow (``with_report=False``: the empty report's tokens)."""
+        tokens, pooled = (self.tokens, self.pooled) if with_report else (self.null_tokens, self.null_pooled)
+        return self.mask, tokens, pooled, self.geometry, self.known, self.known_values, self.flow
+
+    def guided_inputs(self) -> tuple:
+        """The model's arguments for the report and the empty report in one doubled batch ``(2B, ...)``:
+        rows ``0..B-1`` with the report, rows ``B..2B-1`` without."""
+        def twice(v):
+            return None if v is None else torch.cat([v, v])
+
+        return (twice(self.mask), torch.cat([self.tokens, self.null_tokens]),
+                torch.cat([self.pooled, self.null_pooled]), twice(self.geometry), twice(self.known),
+                twice(self.known_values), twice(self.flow))
 
 
 def build_condition(text: TextEncoder, mask: torch.Tensor, reports: list[str], spacing: torch.Tensor,
-                    position: torch.Tensor, device, known=None, known_values=None, flow=None) -> WindowCondition:
-    """spacing ``(B, 3)`` mm (z, y, x); position ``(B, K)`` relative slice positions in [0, 1]."""
+                    position: torch.Tensor, device, *, known=None, known_values=None, flow=None,
+                    null: bool = False, num_classes: int | None = None, drop_report=None, drop_mask=None,
+                    drop_geometry=None) -> WindowCondition:
+    """The conditioning of ``B`` windows.
+
+    mask ``(B, K, H, W)`` ids; reports ``B`` texts; spacing ``(B, 3)`` mm (z, y, x); position ``(B, K)``
+    relative slice positions in [0, 1]; known ``(B, K)`` bool with known_values ``(B, K, H, W)``; flow
+    ``(B, K-1, 2, H, W)`` px. ``null``: also encode the empty report (classifier-free guidance).
+
+    Condition dropout (training): ``drop_report`` / ``drop_mask`` / ``drop_geometry`` ``(B,)`` bool
+    replace a row's report by the empty one, its mask by the id ``num_classes`` ("no mask"), and zero
+    its geometry vector (present flag included).
+    """
+    if drop_report is not None:
+        reports = ["" if d else r for d, r in zip(drop_report.tolist(), reports)]
+    if drop_mask is not None:
+        if num_classes is None:
+            raise ValueError("drop_mask needs num_classes (the id of a dropped mask)")
+        mask = torch.where(drop_mask.reshape(-1, *([1] * (mask.ndim - 1))), torch.full_like(mask, num_classes), mask)
     tokens, pooled = text.encode(list(reports))
-    null_t, null_p = text.encode([""] * len(reports))
-    geometry = geometry_features(spacing[:, 1], spacing[:, 0], position[:, 0], position[:, -1])
+    geometry = geometry_features(spacing[:, 1], spacing[:, 0], position[:, 0], position[:, -1],
+                                 None if drop_geometry is None else ~drop_geometry)
+    null_t = null_p = None
+    if null:
+        null_t, null_p = text.encode([""] * len(reports))
     to = lambda v: None if v is None else v.to(device)  # noqa: E731
-    return WindowCondition(to(mask), to(tokens), to(pooled), to(null_t), to(null_p), to(geometry),
-                           to(known), to(known_values), to(flow))
+    return WindowCondition(to(mask.long()), to(tokens), to(pooled), to(geometry), to(known), to(known_values),
+                           to(flow), to(null_t), to(null_p))
 
 
-def make_denoise(model: FrameDenoiser, cond: WindowCondition, timesteps: int, autocast=None):
-    """``denoise(x_t, t, use_report) -> prediction`` for :func:`tracect.diffusion.sampler.ddim_sample`.
+def make_denoise(model: FrameDenoiser, cond: WindowCondition, timesteps: int, autocast=None,
+                 guidance: float = 1.0):
+    """``denoise(x_t, t) -> prediction`` for :func:`tracect.diffusion.sampler.ddim_sample`.
 
     ``t`` is the schedule time in [0, 1]; the network receives ``t * timesteps``. ``autocast`` is a
-    context-manager factory (bf16 on GPUs) or None.
+    context-manager factory (bf16 on GPUs) or None. With ``guidance != 1`` the report-conditioned and
+    the unconditioned predictions come from one call on the doubled batch (``cond`` needs ``null``).
     """
-    import contextlib
+    if guidance != 1.0 and cond.null_tokens is None:
+        raise ValueError("guidance needs the empty report's encoding: build_condition(..., null=True)")
+    guided = cond.guided_inputs() if guidance != 1.0 else None
 
-    def denoise(x_t: torch.Tensor, t: torch.Tensor, use_report: bool) -> torch.Tensor:
-        tokens, pooled = (cond.tokens, cond.pooled) if use_report else (cond.null_tokens, cond.null_pooled)
-        with autocast() if autocast is not None else contextlib.nullcontext():
-            out = model(x_t, t * timesteps, cond.mask, tokens, pooled, cond.geometry,
-                        cond.known, cond.known_values, cond.flow)
-        return out.float()
+    def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with autocast_context(autocast):
+            if guided is None:
+                return model(x_t, t * timesteps, *cond.inputs()).float()
+            both = model(torch.cat([x_t, x_t]), torch.cat([t, t]) * timesteps, *guided).float()
+        with_report, without = both.chunk(2)
+        return without + guidance * (with_report - without)
 
     return denoise

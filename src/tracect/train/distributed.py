@@ -26,6 +26,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from tracect.runtime import resolve_device
+
 _MASK64 = (1 << 64) - 1
 
 
@@ -50,8 +52,6 @@ def init_from_env(device: str = "auto") -> DistContext:
     device, so ``device`` may only name the kind (``auto``, ``cuda``, ``cpu``) when there are several
     processes. The backend follows the device: NCCL for CUDA, Gloo for the CPU.
     """
-    from tracect.train.trainer import resolve_device
-
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistContext(device=resolve_device(device))

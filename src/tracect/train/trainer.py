@@ -31,9 +31,12 @@ from tracect.config import RunConfig
 from tracect.data.cache import PreparedCache
 from tracect.data.windows import FrameWindows, WindowSampler
 from tracect.diffusion.schedule import Schedule
-from tracect.model.denoiser import FrameDenoiser, geometry_features
+from tracect.model.conditioning import build_condition
+from tracect.model.denoiser import FrameDenoiser
 from tracect.model.text import TextEncoder
-from tracect.train.checkpoint import optimizer_from_tensors, resolve_checkpoint, save_checkpoint
+from tracect.runtime import autocast_context, autocast_factory, resolve_device
+from tracect.model.weights import resolve_checkpoint
+from tracect.train.checkpoint import optimizer_from_tensors, save_checkpoint
 from tracect.train.distributed import (ShardSampler, StepLayout, all_reduce_sum, barrier, broadcast_flag,
                                        sample_generators)
 from tracect.train.losses import diffusion_loss, flow_loss
@@ -41,25 +44,6 @@ from tracect.utils.atomic import atomic_path, write_json
 
 METRICS = ("step", "loss", "loss_diffusion", "loss_flow", "lr", "grad_norm", "steps_per_s",
            "windows_per_s", "elapsed_s")
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
-
-
-def autocast_factory(device: torch.device, precision: str):
-    """A context-manager factory: bf16 autocast where asked and supported, else a no-op."""
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda"
-                                       and torch.cuda.is_bf16_supported())
-    if not use_bf16:
-        return None
-    return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def lr_at(step: int, config) -> float:
@@ -120,7 +104,12 @@ class Trainer:
         torch.manual_seed(tc.seed)  # parameter initialisation
         self.model = build_model(config).to(self.device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        if tc.channels_last and mc.kind != "3d":
+            self.model.to(memory_format=torch.channels_last)
+            self.ema.to(memory_format=torch.channels_last)
+        # the fused kernel does the whole update in a few launches on a GPU (same arithmetic)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
+                                           fused=self.device.type == "cuda")
         self.schedule = Schedule(config.diffusion)
         self.text = text or TextEncoder(mc.text_encoder, mc.text_max_tokens, units=mc.text_units)
         if (self.text.units, self.text.max_tokens) != (mc.text_units, mc.text_max_tokens):
@@ -148,6 +137,8 @@ class Trainer:
             self._check_same_start()
             self.net = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if tc.compile:
+            self.net = torch.compile(self.net)
 
     # ------------------------------------------------------------------ state
 
@@ -206,7 +197,8 @@ class Trainer:
         stream = WindowSampler(len(self.windows), seed=tc.seed, start=self.state.consumed)
         loader = DataLoader(self.windows, batch_size=self.layout.local_batch,
                             sampler=ShardSampler(stream, self.layout), num_workers=tc.num_workers,
-                            persistent_workers=tc.num_workers > 0, drop_last=False)
+                            persistent_workers=tc.num_workers > 0, drop_last=False,
+                            pin_memory=self.device.type == "cuda")
         for batch in loader:
             yield batch
 
@@ -269,19 +261,15 @@ class Trainer:
         near = everyone["t"] < tc.flow_loss_max_t
         share_flow = max(float(near[part].sum()), 1e-8) / max(float(near.sum()), 1e-8)
 
-        mask = torch.where(drop_mask[:, None, None, None], torch.full_like(batch["mask"], mc.num_classes),
-                           batch["mask"])
-        reports = ["" if d else r for d, r in zip(drop_report.tolist(), batch["report"])]
-        tokens, pooled = self.text.encode(reports)
-        spacing, position = batch["spacing"], batch["position"]
-        geometry = geometry_features(spacing[:, 1], spacing[:, 0], position[:, 0], position[:, -1], ~drop_geom)
-
-        img, eps, t, known = img.to(dev), eps.to(dev), t.to(dev), known.to(dev)
+        img, eps, t = img.to(dev), eps.to(dev), t.to(dev)
+        cond = build_condition(self.text, batch["mask"], batch["report"], batch["spacing"], batch["position"], dev,
+                               known=known, known_values=img, flow=batch["flow"] if mc.flow_input else None,
+                               num_classes=mc.num_classes, drop_report=drop_report, drop_mask=drop_mask,
+                               drop_geometry=drop_geom)
+        known = cond.known
         x_t = self.schedule.add_noise(img, eps, t)
-        flow = batch["flow"].to(dev)
-        with self.autocast() if self.autocast else contextlib.nullcontext():
-            pred = self.net(x_t, self.schedule.network_time(t), mask.to(dev), tokens.to(dev), pooled.to(dev),
-                            geometry.to(dev), known, img, flow if mc.flow_input else None)
+        with autocast_context(self.autocast):
+            pred = self.net(x_t, self.schedule.network_time(t), *cond.inputs())
         pred = pred.float()
         l_diff = diffusion_loss(pred, self.schedule.target(img, eps, t), ~known) * share_diff
         loss = l_diff
@@ -290,7 +278,8 @@ class Trainer:
             x0_hat, _ = self.schedule.split(x_t, pred, t)
             # known frames are real: the loss then ties a generated frame to its given neighbour
             x0 = torch.where(known[:, :, None, None], img, x0_hat.clamp(-1, 1))
-            l_flow = flow_loss(x0, flow, batch["body"].to(dev), (t < tc.flow_loss_max_t).float()) * share_flow
+            l_flow = flow_loss(x0, batch["flow"].to(dev), batch["body"].to(dev),
+                               (t < tc.flow_loss_max_t).float()) * share_flow
             loss = loss + tc.flow_loss_weight * l_flow
         stats = {"loss_diffusion": l_diff.item(), "loss_flow": l_flow.item(),
                  "drop_report": drop_report.float().mean().item(), "drop_mask": drop_mask.float().mean().item(),

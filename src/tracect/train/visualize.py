@@ -16,14 +16,16 @@ def sample_windows(trainer, items: list[dict], seed: int = 0, steps: int | None 
     """Generate fresh windows (no known frame) for dataset items with the EMA model -> ``(B, K, H, W)``."""
     cfg = trainer.config
     mask = torch.stack([it["mask"] for it in items])
+    guidance = cfg.diffusion.guidance
     cond = build_condition(trainer.text, mask, [it["report"] for it in items],
                            torch.stack([it["spacing"] for it in items]),
                            torch.stack([it["position"] for it in items]), trainer.device,
-                           flow=torch.stack([it["flow"] for it in items]) if cfg.model.flow_input else None)
-    denoise = make_denoise(trainer.ema, cond, cfg.diffusion.train_timesteps, trainer.autocast)
+                           flow=torch.stack([it["flow"] for it in items]) if cfg.model.flow_input else None,
+                           null=guidance != 1.0)
+    denoise = make_denoise(trainer.ema, cond, cfg.diffusion.train_timesteps, trainer.autocast, guidance)
     gens = [torch.Generator().manual_seed(seed + i) for i in range(len(items))]
     return ddim_sample(denoise, trainer.schedule, tuple(mask.shape), gens, steps or cfg.diffusion.sample_steps,
-                       cfg.diffusion.guidance, device=trainer.device).cpu()
+                       device=trainer.device).cpu()
 
 
 def validation_items(trainer) -> list[dict]:
