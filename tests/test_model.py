@@ -255,3 +255,67 @@ def test_sentence_units_give_one_vector_per_sentence():
     assert float(tokens[1].abs().sum()) == 0.0 and float(pooled[1].abs().sum()) == 0.0  # empty = null
     assert torch.allclose(tokens[0, 2], tokens[2, 0], atol=1e-5)  # a sentence's vector ignores its context
     assert torch.allclose(pooled[0], tokens[0, :3].mean(0), atol=1e-6)
+
+
+def test_the_two_warps_agree():
+    """The cached flows are made and checked with ``tracect.data.flow.warp`` (OpenCV) and the training
+    loss applies them with ``tracect.train.losses.warp`` (torch): one convention, the same samples."""
+    from tracect.data.flow import warp as warp_cv
+
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    H, W = 24, 32
+    frame = gaussian_filter(rng.normal(size=(H, W)), 1.5).astype(np.float32)
+    frame /= np.abs(frame).max()
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
+    flow = np.stack([1.7 * np.sin(ys / 4.0), -2.3 * np.cos(xs / 5.0)]).astype(np.float32)  # (2, H, W): dx, dy
+
+    def torch_warp(f):
+        return warp(torch.from_numpy(frame)[None], torch.from_numpy(np.ascontiguousarray(f))[None])[0].numpy()
+
+    a = warp_cv(frame, flow)
+    inside = (xs + flow[0] >= 0) & (xs + flow[0] <= W - 1) & (ys + flow[1] >= 0) & (ys + flow[1] <= H - 1)
+    assert inside.mean() > 0.8
+    # OpenCV interpolates with fixed-point weights (1/32): agreement to a few hundredths of the range
+    assert np.abs(a - torch_warp(flow))[inside].max() < 0.03
+    # and the test can tell: the channels swapped, or the flow reversed, disagree by far more
+    for wrong in (flow[::-1], -flow):
+        assert np.abs(a - torch_warp(wrong))[inside].max() > 0.3
+
+
+def test_parallel_mode_fuses_the_windows_estimates_of_a_shared_slice():
+    """One DDIM step from t = 1 to 0 lands on the fused clean estimate: each slice gets the mean of the
+    estimates of the windows that hold it (the windows' own estimates are set apart on purpose)."""
+    from tracect.generate.strategies import Chain, parallel, window_starts
+
+    sch = Schedule(DiffusionConfig(parametrization="flow"))  # x0 = x_t - t * velocity; at t = 1 exactly
+    Z, K, H, W = 7, 3, 2, 2
+    chain = Chain(torch.zeros(Z, H, W, dtype=torch.uint8), torch.linspace(0, 1, Z), torch.ones(3), "", K, 1,
+                  torch.Generator().manual_seed(0))
+    starts = window_starts(Z, K, 1)
+
+    def denoiser_for(chains, window_starts_, known, values):
+        def denoise(x, t):
+            # a velocity whose clean estimate is (window index + 1) / 10 everywhere in the window
+            target = torch.tensor([starts.index(s0) + 1 for s0 in window_starts_], dtype=x.dtype) / 10
+            return (x - target.reshape(-1, 1, 1, 1)) / t.reshape(-1, 1, 1, 1)
+        return denoise
+
+    out = parallel(chain, denoiser_for, sch, steps=1, device="cpu", chunk=2).out
+    expected = torch.zeros(Z)
+    count = torch.zeros(Z)
+    for i, s0 in enumerate(starts):
+        expected[s0:s0 + K] += (i + 1) / 10
+        count[s0:s0 + K] += 1
+    assert torch.allclose(out.mean((1, 2)), expected / count, atol=1e-5)
+    assert count.max() == 2 and count.min() == 1  # some slices shared by two windows, some by one
+
+
+def test_the_progress_bar_shows_the_time_budget_when_minutes_bound_the_run(real_cache, tmp_path, text, capsys):
+    cfg = tiny_config(max_steps=6000, max_minutes=0.02)
+    Trainer(cfg, real_cache, tmp_path / "r", text=text, progress=True).fit()
+    err = capsys.readouterr().err
+    assert "0.02 min budget" in err and "/1 s" in err and "/6000 [" not in err
+    Trainer(tiny_config(max_steps=3), real_cache, tmp_path / "s", text=text, progress=True).fit()
+    assert "/3 [" in capsys.readouterr().err  # bounded by steps: steps out of max_steps

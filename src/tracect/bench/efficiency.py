@@ -1,29 +1,26 @@
-"""Peak memory and time per volume: the frame models (sequential and parallel) vs the 3D baseline.
+"""Time and memory per volume: the frame models against the 3D baseline, each sampled every way it can be,
+each judged at its best.
 
-The frame models are TRACE's frame pair (``cpu``: K = 2, one new slice per network call) and the
-same network with windows of four frames (``cpu-k4``: three new slices per call; the frames are the
-2D network's channels, so a call costs about the same). Each is sampled as
-:data:`tracect.bench.specs.MODELS` says: parallel mode at 16 windows per call for K = 2 (the generator's
-default) and at 8 for K = 4 (its memory then no longer grows with the number of windows batched).
+The models and their samplings are :data:`tracect.bench.specs.MODELS`: TRACE's frame pair (``cpu``:
+K = 2, one new slice per network call) and windows of four frames (``cpu-k4``: three new slices per
+call; the frames are the 2D network's channels, so a call costs about the same), each sequential (the
+overlapping-frame chain, with the default burn-in of
+:data:`tracect.generate.sampling.DEFAULT_WARMUP` slices, as ``tracect generate`` runs it) and parallel
+(16 windows per call for K = 2, 8 for K = 4); and the 3D model (``cpu-3d``) whole-volume in one window
+(its fastest) and in windows of its 32-slice training block fused in parallel mode, one window per call
+(its leanest). All share blocks, widths, conditioning, steps and guidance. A ratio takes each frame model
+at its fastest (time) or leanest (memory) sampling against the 3D model at its own: the table names both.
 
-Every measurement runs in a fresh subprocess (``python -m tracect.bench.efficiency --one JSON``):
-the models are untrained (timing and memory do not depend on the weights) and built from the
-``cpu`` / ``cpu-k4`` / ``cpu-3d`` presets at the requested slice size, so all have the same blocks,
-widths, conditioning, steps and guidance. Sequential mode includes the default burn-in
-(:data:`tracect.generate.sampling.DEFAULT_WARMUP` slices), as ``tracect generate`` runs it. Each
-subprocess generates the measured volume once with one step
-(warm-up: kernels, caches, first-call costs at the measured shape), returns freed heap to the system,
-then measures:
-
-- CPU memory: the peak resident set size during the generate call (the kernel's high-water mark,
-  reset just before the call) minus the resident size just before it, so the Python, torch and
-  model footprint is left out; and, for flatness in the number of slices, the whole process's peak
-  less the volume's own input and output arrays (the measure of ``tests/test_generate.py``);
-- GPU memory: ``torch.cuda.max_memory_allocated`` during the call minus the allocation before it;
-- FLOPs: one network evaluation counted by ``torch.utils.flop_counter`` at the window's real shape,
-  times windows x steps x (2 with classifier-free guidance);
-- the device's matmul peak is measured in the same run (square matmuls), so the utilisation is a
-  ratio of two measurements.
+Every measurement runs in a fresh subprocess (``python -m tracect.bench.efficiency --one JSON``) with an
+untrained model (timing and memory do not depend on the weights) built at the requested slice size. It
+generates the measured volume once (warm-up: kernels, caches, first-call costs at the measured shape),
+hands freed heap back to the system, then times ``repeats`` generations (median) and takes the largest
+of their memory figures (:func:`measure_one`): the peak of the whole call above the loaded process,
+the working memory of the sampling stage above the process with the volume's arrays laid out (what
+tells whether memory grows with the number of slices), and the volume's arrays themselves. On a GPU the
+same figures come from ``torch.cuda``'s allocator. FLOPs: one network evaluation counted by
+``torch.utils.flop_counter`` at the window's real shape, times windows x steps x (2 with guidance);
+the device's matmul peak is measured in the same run, so the utilisation is a ratio of two measurements.
 
 A measurement that runs out of memory is recorded as ``oom``; one past its time limit as ``timeout``.
 """
@@ -39,15 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tracect.bench.measure import PeakRSS, in_fresh_process, matmul_peak, trim_heap
-from tracect.bench.specs import FRAME_MODELS, MODELS
+from tracect.bench.measure import PeakRSS, in_fresh_process, matmul_peak, rss_bytes, trim_heap
+from tracect.bench.specs import FRAME_MODELS, MODELS, compact
 
-# (model, preset, mode, windows per network call in parallel mode): the samplings of
-# tracect.bench.specs.MODELS measured here
+# (model, mode) of tracect.bench.specs.MODELS measured here: the frame models in both modes, the 3D model
+# whole-volume (sequential) and in windows of its training block (parallel, one window per call: its
+# leanest)
 MEASURED = (("frame-pair", "sequential"), ("frame-pair", "parallel"), ("frame-4", "sequential"),
-            ("frame-4", "parallel"), ("3d", "sequential"))
-CONFIGS = tuple((m, MODELS[m].preset, mode, MODELS[m].samplings[mode].chunk if mode == "parallel" else None)
-                for m, mode in MEASURED)
+            ("frame-4", "parallel"), ("3d", "sequential"), ("3d", "parallel"))
 REPORT = ("Contrast-enhanced CT of the abdomen, arterial phase. Normal liver size and attenuation. "
           "No focal hepatic lesion. The spleen is normal in size.")
 
@@ -89,76 +85,108 @@ def bench_mask(n: int, size: int):
     return Volume(arr, m.affine @ S, dict(m.meta))
 
 
+def volume_bytes(plan, result, mask) -> int:
+    """Bytes of the volume's own arrays, which grow with its slices whatever the method: the mask, the
+    chain's labels and output buffer, the labels on the generation grid, and the result on both grids."""
+    chain = plan.chain
+    return int(mask.array.nbytes + chain.labels.numel() * chain.labels.element_size()
+               + chain.out.numel() * chain.out.element_size() + chain.positions.numel() * 4 + plan.labels.nbytes
+               + result.canonical.array.nbytes + result.ct.array.nbytes + result.labels.array.nbytes)
+
+
 def measure_one(spec: dict) -> dict:
-    """One measurement (run inside a fresh process): ``spec`` has model, preset, mode, n, size, steps, device."""
+    """One measurement (run inside a fresh process): ``spec`` has model, mode, n, size, steps, device,
+    repeats (and optionally threads, text_encoder); the sampling is :data:`tracect.bench.specs.MODELS`'s.
+
+    Memory (CPU: resident set size; GPU: allocated memory), each the largest over the repeats:
+
+    - ``peak_mib``: the generate call's peak above the loaded process (Python, torch, the model and the
+      text encoder loaded and warmed up), everything included: what a volume costs;
+    - ``working_mib``: the sampling stage's peak above the process as it was with the volume's arrays
+      already laid out: the memory of the method itself (activations, batched windows, fused estimates);
+    - ``arrays_mib``: the volume's own arrays (:func:`volume_bytes`), which any method holds."""
     import torch
 
     from tracect.model.denoiser import forward_flops
 
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
-    gen, cfg, model = _generator(spec["preset"], spec["size"], "cpu", spec.get("text_encoder"))
+    spec_model = MODELS[spec["model"]]
+    preset = spec.get("preset") or spec_model.preset  # another preset sampled the same way (tests: tiny)
+    gen, cfg, model = _generator(preset, spec["size"], "cpu", spec.get("text_encoder"))
     mask = bench_mask(spec["n"], spec["size"])
     steps, mc = int(spec["steps"]), cfg.model
+    sampling = spec_model.sampling(spec["mode"], mc).replace(steps=steps)
     guided = cfg.diffusion.guidance != 1.0
     dev = torch.device(spec["device"])
-    # FLOPs at the real window shape (on the CPU copy, before the model moves)
-    if mc.kind == "3d":
-        from tracect.generate.pipeline import volume_window
-
-        K = volume_window(mc, spec["n"])
-    else:
-        K = mc.frames
     if dev.type != "cpu":
         from tracect.runtime import autocast_factory
 
         gen.model = model = model.to(dev)
         gen.device = dev
         gen.autocast = autocast_factory(dev, cfg.train.precision)
-    per_eval = forward_flops(model, frames=K)
-    sampling = MODELS[spec["model"]].sampling(spec["mode"], mc)
-    # warm-up at the measured shape (kernels, caches, first-call costs)
-    gen.generate(mask, REPORT, seed=0, sampling=sampling, steps=1)
-    runs, peaks, process, gpu_peaks, result = [], [], [], [], None
-    for _ in range(max(1, int(spec.get("repeats", 1)))):
-        # hand freed heap back to the system (the previous run's output included), so that no run starts
-        # with another's working set cached
-        result = None
-        trim_heap()
-        if dev.type == "cuda":
+    gpu = dev.type == "cuda"
+
+    def sync():
+        if gpu:
             torch.cuda.synchronize()
+
+    def generate_measured():
+        """plan -> sample -> finish, with the peaks of the whole call and of the sampling stage."""
+        base_gpu = torch.cuda.memory_allocated() if gpu else 0
+        if gpu:
             torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-        with PeakRSS() as rss:
-            t = time.perf_counter()
-            result = gen.generate(mask, REPORT, seed=0, sampling=sampling, steps=steps)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            runs.append(time.perf_counter() - t)
-        peaks.append((rss.peak - rss.start) / 2 ** 20)
-        process.append(rss.peak / 2 ** 20)
-        if dev.type == "cuda":
-            gpu_peaks.append((torch.cuda.max_memory_allocated() - base) / 2 ** 20)
+        t = time.perf_counter()
+        with PeakRSS() as whole:
+            plan = gen.plan(mask, REPORT, seed=0, sampling=sampling)
+            with PeakRSS() as sampler:
+                gpu_before = torch.cuda.memory_allocated() if gpu else 0
+                if gpu:
+                    torch.cuda.reset_peak_memory_stats()
+                (plan,) = gen.sample([plan], sampling)
+                sync()
+                gpu_sampling = torch.cuda.max_memory_allocated() - gpu_before if gpu else None
+            result = gen.finish(plan)
+            sync()
+        seconds = time.perf_counter() - t
+        return plan, result, seconds, whole, sampler, gpu_sampling, base_gpu
+
+    generate_measured()  # warm-up at the measured shape: kernels, caches, first-call costs
+    trim_heap()
+    loaded = rss_bytes()  # the process with everything loaded and warm, before the volume
+    runs, peaks, working, gpu_peaks, gpu_working = [], [], [], [], []
+    for _ in range(max(1, int(spec.get("repeats", 1)))):
+        # hand freed heap back (the previous run's output included), so no run starts with another's cached
+        trim_heap()
+        plan, result, seconds, whole, sampler, gpu_sampling, base_gpu = generate_measured()
+        runs.append(seconds)
+        peaks.append((whole.peak - loaded) / 2 ** 20)
+        working.append((sampler.peak - sampler.start) / 2 ** 20)
+        if gpu:
+            gpu_peaks.append((torch.cuda.max_memory_allocated() - base_gpu) / 2 ** 20)
+            gpu_working.append(gpu_sampling / 2 ** 20)
+    K = plan.chain.K
+    per_eval = forward_flops(model, frames=K)
+    flops = per_eval * len(plan.chain.starts) * sampling.steps * (2 if guided else 1)
     seconds = float(np.median(runs))
-    # every window the call ran (burn-in included) x steps x (2 with classifier-free guidance)
-    flops = per_eval * result.info["windows"] * steps * (2 if guided else 1)
-    out = {**spec, "status": "ok", "seconds": seconds, "seconds_runs": runs,
-           "slices_generated": int(result.canonical.shape[0]), "windows": result.info["windows"],
-           "flops": int(flops), "flops_per_s": flops / seconds, "rss_delta_mib": max(peaks),
-           "output_mib": (result.canonical.array.nbytes + result.ct.array.nbytes) / 2 ** 20}
-    # the whole process's peak less the volume's own arrays (input mask, output CT on both grids)
-    out["process_peak_less_arrays_mib"] = max(process) - out["output_mib"] - mask.array.nbytes / 2 ** 20
-    if dev.type == "cuda":
-        out["gpu_peak_mib"] = max(gpu_peaks)
-    out["peak_mib"] = out["gpu_peak_mib"] if dev.type == "cuda" else out["rss_delta_mib"]
+    out = {**spec, "status": "ok", "sampling": compact(sampling), "seconds": seconds, "seconds_runs": runs,
+           "slices_generated": int(result.canonical.shape[0]), "windows": len(plan.chain.starts), "frames": K,
+           "flops": int(flops), "flops_per_s": flops / seconds,
+           "arrays_mib": volume_bytes(plan, result, mask) / 2 ** 20}
+    if gpu:
+        out["peak_mib"], out["working_mib"] = max(gpu_peaks), max(gpu_working)
+        out["cpu_peak_mib"], out["cpu_working_mib"] = max(peaks), max(working)
+    else:
+        out["peak_mib"], out["working_mib"] = max(peaks), max(working)
     return out
 
 
 def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, device: str = "cpu",
                    threads: int | None = None, timeout: float = 1800.0, log=print,
-                   text_encoder: str | None = None, repeats: int = 3) -> dict:
+                   text_encoder: str | None = None, repeats: int = 3, measured=MEASURED) -> dict:
     """All measurements, each in a fresh subprocess; returns the results with the device record.
-    ``repeats``: timed runs per measurement after the warm-up (time: their median; memory: their max)."""
+    ``repeats``: timed runs per measurement after the warm-up (time: their median; memory: their max);
+    ``measured``: (model, mode) pairs of :data:`tracect.bench.specs.MODELS`."""
     import torch
 
     from tracect import __version__
@@ -170,17 +198,17 @@ def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, de
     compute = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
     rows = []
     for n in slices:
-        for model, preset, mode, chunk in CONFIGS:
-            spec = {"model": model, "preset": preset, "mode": mode, "chunk": chunk, "n": int(n), "size": int(size),
-                    "steps": int(steps), "device": device, "threads": threads, "text_encoder": text_encoder,
-                    "repeats": int(repeats)}
+        for model, mode in measured:
+            spec = {"model": model, "mode": mode, "n": int(n), "size": int(size), "steps": int(steps),
+                    "device": device, "threads": threads, "text_encoder": text_encoder, "repeats": int(repeats)}
             run = in_fresh_process("tracect.bench.efficiency", ["--one", json.dumps(spec)], timeout)
             row = run.value if run.status == "ok" else {**spec, "status": run.status, "note": run.note}
             if row["status"] == "ok":
                 row["utilisation"] = row["flops_per_s"] / peak[compute]
                 if log:
                     log(f"{model:<10} {mode:<10} N={n:<4} {row['seconds']:8.2f} s  peak {row['peak_mib']:8.1f} MiB  "
-                        f"{row['flops'] / 1e12:7.3f} TFLOP  {row['flops_per_s'] / 1e9:7.1f} GFLOP/s")
+                        f"working {row['working_mib']:7.1f} MiB  arrays {row['arrays_mib']:6.1f} MiB  "
+                        f"{row['flops_per_s'] / 1e9:7.1f} GFLOP/s")
             elif log:
                 log(f"{model:<10} {mode:<10} N={n:<4} {row['status']}: {row.get('note', '')}")
             rows.append(row)
@@ -191,29 +219,41 @@ def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, de
             "matmul_peak_flops_per_s": peak, "compute_dtype": compute, "rows": rows, "ratios": ratios(rows)}
 
 
+def _best(rows: list[dict], key: str) -> dict | None:
+    return min(rows, key=lambda r: r[key]) if rows else None
+
+
 def ratios(rows: list[dict]) -> dict:
-    """Per frame model: its time and peak memory / the 3D model's per N and mode, and the flatness of its
-    memory (largest N / smallest N)."""
-    ok = {(r["model"], r["mode"], r["n"]): r for r in rows if r["status"] == "ok"}
+    """Each frame model at its best against the 3D model at its best, per N: time against the faster 3D
+    sampling with the frame model's fastest, memory (``peak_mib``) against the leaner 3D sampling with the
+    frame model's leanest (each side's setting named). Flatness per sampling of each frame model: the
+    working memory (``working_mib``) at the largest N over the smallest, and the peak less the volume's
+    arrays likewise."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    ns = sorted({r["n"] for r in ok})
     out = {}
     for fm in FRAME_MODELS:
         mine = {}
-        for n in sorted({r["n"] for r in rows}):
-            d3 = ok.get(("3d", "sequential", n))
-            for mode in ("sequential", "parallel"):
-                fp = ok.get((fm, mode, n))
-                if fp and d3:
-                    mine.setdefault(mode, {})[n] = {"time_ratio": fp["seconds"] / d3["seconds"],
-                                                    "memory_ratio": fp["peak_mib"] / max(d3["peak_mib"], 1e-9)}
-        for mode in ("sequential", "parallel"):
-            ns = sorted(n for (m, md, n) in ok if m == fm and md == mode)
-            if len(ns) >= 2:
-                lo, hi = ok[(fm, mode, ns[0])], ok[(fm, mode, ns[-1])]
+        for n in ns:
+            fr = [r for r in ok if r["model"] == fm and r["n"] == n]
+            d3 = [r for r in ok if r["model"] == "3d" and r["n"] == n]
+            if not fr or not d3:
+                continue
+            ft, dt = _best(fr, "seconds"), _best(d3, "seconds")
+            fmem, dmem = _best(fr, "peak_mib"), _best(d3, "peak_mib")
+            mine.setdefault("vs_3d", {})[n] = {
+                "time_ratio": ft["seconds"] / dt["seconds"], "time_settings": [ft["mode"], dt["mode"]],
+                "memory_ratio": fmem["peak_mib"] / max(dmem["peak_mib"], 1e-9),
+                "memory_settings": [fmem["mode"], dmem["mode"]]}
+        for mode in sorted({r["mode"] for r in ok if r["model"] == fm}):
+            by_n = {r["n"]: r for r in ok if r["model"] == fm and r["mode"] == mode}
+            if len(by_n) >= 2:
+                lo, hi = by_n[min(by_n)], by_n[max(by_n)]
                 mine.setdefault("memory_flatness", {})[mode] = {
-                    "n": [ns[0], ns[-1]], "ratio": hi["peak_mib"] / max(lo["peak_mib"], 1e-9)}
-                if "process_peak_less_arrays_mib" in lo and "process_peak_less_arrays_mib" in hi:
-                    mine["memory_flatness"][mode]["process_ratio"] = (
-                        hi["process_peak_less_arrays_mib"] / lo["process_peak_less_arrays_mib"])
+                    "n": [lo["n"], hi["n"]], "working_ratio": hi["working_mib"] / max(lo["working_mib"], 1e-9),
+                    "working_mib": [lo["working_mib"], hi["working_mib"]],
+                    "peak_less_arrays_mib": [lo["peak_mib"] - lo["arrays_mib"], hi["peak_mib"] - hi["arrays_mib"]],
+                    "arrays_mib": [lo["arrays_mib"], hi["arrays_mib"]]}
         if mine:
             out[fm] = mine
     return out
@@ -227,30 +267,42 @@ def markdown(result: dict) -> str:
              f"guidance as in the presets; time: median of {result.get('repeats', 1)} run(s) after a warm-up, "
              f"memory: their largest peak; matmul peak (fp32) {peak['float32'] / 1e9:.1f} GFLOP/s"
              + (f", bf16 {peak['bfloat16'] / 1e12:.1f} TFLOP/s" if "bfloat16" in peak else "") + ".", "",
-             f"| model | mode | slices | windows | time (s) | peak memory (MiB) | TFLOP / volume | GFLOP/s | of {compute} matmul peak |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "Peak: the generate call above the loaded process, everything included. Working: the sampling "
+             "stage above the process with the volume's arrays laid out (the method's own memory). Arrays: "
+             "the volume's own arrays (mask, labels, output buffer, result on both grids).", "",
+             f"| model | sampling | slices | windows | time (s) | peak (MiB) | working (MiB) | arrays (MiB) | "
+             f"GFLOP/s | of {compute} matmul peak |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in result["rows"]:
-        mode = r["mode"] + (f" ({r['chunk']} / call)" if r.get("chunk") else "")
+        how = _settings(r)
         if r["status"] != "ok":
-            lines.append(f"| {r['model']} | {mode} | {r['n']} | | **{r['status']}** | | | | |")
+            lines.append(f"| {r['model']} | {how} | {r['n']} | | **{r['status']}** | | | | | |")
             continue
-        lines.append(f"| {r['model']} | {mode} | {r['n']} | {r['windows']} | {r['seconds']:.2f} | {r['peak_mib']:.1f} | "
-                     f"{r['flops'] / 1e12:.3f} | {r['flops_per_s'] / 1e9:.1f} | {r['flops_per_s'] / peak[compute]:.1%} |")
+        lines.append(f"| {r['model']} | {how} | {r['n']} | {r['windows']} | {r['seconds']:.2f} | {r['peak_mib']:.1f} | "
+                     f"{r['working_mib']:.1f} | {r['arrays_mib']:.1f} | {r['flops_per_s'] / 1e9:.1f} | "
+                     f"{r['flops_per_s'] / peak[compute]:.1%} |")
     rat = result["ratios"]
-    lines += ["", "| model | slices | mode | time / 3D | memory / 3D |", "| --- | ---: | --- | ---: | ---: |"]
+    lines += ["", "Each frame model at its best against the 3D model at its best (settings named: frame / 3D).", "",
+              "| model | slices | time / 3D | settings (time) | memory / 3D | settings (memory) |",
+              "| --- | ---: | ---: | --- | ---: | --- |"]
     for fm, mine in rat.items():
-        for mode in ("sequential", "parallel"):
-            for n, v in sorted(mine.get(mode, {}).items(), key=lambda kv: int(kv[0])):
-                lines.append(f"| {fm} | {n} | {mode} | {v['time_ratio']:.2f} | {v['memory_ratio']:.3f} |")
+        for n, v in sorted(mine.get("vs_3d", {}).items(), key=lambda kv: int(kv[0])):
+            lines.append(f"| {fm} | {n} | {v['time_ratio']:.2f} | {' / '.join(v['time_settings'])} | "
+                         f"{v['memory_ratio']:.3f} | {' / '.join(v['memory_settings'])} |")
     lines.append("")
     for fm, mine in rat.items():
         for mode, v in mine.get("memory_flatness", {}).items():
-            line = (f"{fm} {mode}: at {v['n'][1]} slices / at {v['n'][0]} slices, peak memory above the "
-                    f"loaded process {v['ratio']:.3f}")
-            if "process_ratio" in v:
-                line += f"; the whole process's peak less the volume's input and output arrays {v['process_ratio']:.3f}"
-            lines.append(line + ".  ")
+            lines.append(f"{fm} {mode}: working memory {v['working_mib'][0]:.1f} -> {v['working_mib'][1]:.1f} MiB "
+                         f"({v['working_ratio']:.3f}x) from {v['n'][0]} to {v['n'][1]} slices; peak less the volume's "
+                         f"arrays {v['peak_less_arrays_mib'][0]:.1f} -> {v['peak_less_arrays_mib'][1]:.1f} MiB; the "
+                         f"arrays {v['arrays_mib'][0]:.1f} -> {v['arrays_mib'][1]:.1f} MiB.  ")
     return "\n".join(lines) + "\n"
+
+
+def _settings(row: dict) -> str:
+    s = row.get("sampling") or {"mode": row["mode"]}
+    extra = ", ".join(f"{k} {v}" for k, v in s.items() if k not in ("mode", "steps"))
+    return row["mode"] + (f" ({extra})" if extra else "")
 
 
 def plot(result: dict, path: Path) -> Path:
@@ -260,21 +312,22 @@ def plot(result: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for (model, _, mode, _) in CONFIGS:
-        rows = [r for r in result["rows"] if r["model"] == model and r["mode"] == mode and r["status"] == "ok"]
+    for model, mode in sorted({(r["model"], r["mode"]) for r in result["rows"]}):
+        rows = sorted((r for r in result["rows"] if r["model"] == model and r["mode"] == mode and r["status"] == "ok"),
+                      key=lambda r: r["n"])
         if not rows:
             continue
         n = [r["n"] for r in rows]
-        label = f"{model} ({mode})" if model in FRAME_MODELS else model
+        label = f"{model} ({mode})"
         axes[0].plot(n, [r["seconds"] for r in rows], "o-", label=label)
         axes[1].plot(n, [r["peak_mib"] for r in rows], "o-", label=label)
-    for ax, title in zip(axes, ("time per volume (s)", "peak memory (MiB)")):
+    for ax, title in zip(axes, ("time per volume (s)", "peak memory above the loaded process (MiB)")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("slices")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.suptitle(f"{result['device_name']}, {result['size']}x{result['size']}, {result['steps']} steps")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

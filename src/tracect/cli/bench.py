@@ -60,8 +60,8 @@ def register(sub) -> None:
     c.add_argument("--device", default="auto")
     c.add_argument("--out", default=None)
     c.set_defaults(func=run_cohort)
-    e = bsub.add_parser("efficiency", help="time and peak memory per volume: frame-pair and 4-frame windows (sequential, parallel) "
-                        "vs 3D, each in a fresh subprocess; JSON, markdown table and plot",
+    e = bsub.add_parser("efficiency", help="time and memory per volume: frame-pair and 4-frame windows (sequential, parallel) "
+                        "vs 3D (whole volume, training-block windows), each in a fresh subprocess; JSON, markdown, plot",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     e.add_argument("--slices", type=int, nargs="+", default=[32, 64, 128, 256])
     e.add_argument("--size", type=int, default=64, help="slice size (px)")
@@ -70,16 +70,20 @@ def register(sub) -> None:
     e.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     e.add_argument("--timeout", type=float, default=1800.0, help="seconds per measurement")
     e.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median time, max memory)")
+    e.add_argument("--only", nargs="+", metavar="MODEL:MODE", default=None,
+                   help="measure only these samplings (e.g. frame-pair:sequential); default: all of "
+                        "tracect.bench.efficiency.MEASURED")
     e.add_argument("--out", required=True, help="folder for efficiency.json, efficiency.md, efficiency.png")
     e.set_defaults(func=run_efficiency)
     q = bsub.add_parser("quality", help="frame-pair, 4-frame windows, slice and 3d trained for the same time on the phantom, "
-                        "generated and evaluated; one table",
+                        "judged on held-out masks with paired intervals; one table",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     q.add_argument("--minutes", type=float, required=True, help="training wall-clock budget per model")
     q.add_argument("--out", required=True)
-    q.add_argument("--data", default=None, help="a prepared 64 px phantom cache (default: made in --out)")
-    q.add_argument("--dataset", default=None, help="the phantom dataset of --data (default: made in --out)")
-    q.add_argument("--cases", type=int, default=40, help="phantom cases to make when no --dataset is given")
+    q.add_argument("--cases", type=int, default=40, help="phantom cases the generators train on")
+    q.add_argument("--heldout", type=int, default=24, help="held-out phantom masks (another draw) the models are judged on")
+    q.add_argument("--segmenter-cases", type=int, default=24,
+                   help="phantom cases of the evaluation segmenter's own draw (disjoint from the generators')")
     q.add_argument("--segmenter-minutes", type=float, default=None, help="default: min(10, --minutes)")
     q.add_argument("--threads", type=int, default=None, help="threads per model (default: CPUs / models, at least 1)")
     q.set_defaults(func=run_quality)
@@ -88,13 +92,20 @@ def register(sub) -> None:
 def run_efficiency(args) -> int:
     from pathlib import Path
 
-    from tracect.bench.efficiency import markdown, plot, run_efficiency as measure
+    from tracect.bench.efficiency import MEASURED, markdown, plot, run_efficiency as measure
+    from tracect.cli.errors import CommandError
     from tracect.utils.atomic import write_json
 
+    measured = MEASURED
+    if args.only:
+        measured = tuple(tuple(x.split(":", 1)) for x in args.only)
+        unknown = [f"{m}:{d}" for m, d in measured if (m, d) not in MEASURED]
+        if unknown:
+            raise CommandError(f"--only {unknown}: not among {[f'{m}:{d}' for m, d in MEASURED]}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     r = measure(tuple(args.slices), args.size, args.steps, args.device, args.threads, args.timeout,
-                repeats=args.repeats)
+                repeats=args.repeats, measured=measured)
     write_json(out / "efficiency.json", r)
     (out / "efficiency.md").write_text(markdown(r))
     plot(r, out / "efficiency.png")
@@ -105,7 +116,8 @@ def run_efficiency(args) -> int:
 def run_quality(args) -> int:
     from tracect.bench.quality import markdown, run_quality as measure
 
-    r = measure(args.out, args.minutes, args.data, args.dataset, args.cases, args.segmenter_minutes, args.threads)
+    r = measure(args.out, args.minutes, args.cases, args.heldout, args.segmenter_cases, args.segmenter_minutes,
+                args.threads)
     print(markdown(r))
     return 0
 

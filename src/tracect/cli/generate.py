@@ -47,6 +47,9 @@ def register(sub) -> None:
                         "together in one network call (more: faster, memory grows with it)")
     p.add_argument("--format", choices=("nifti", "dicom"), default="nifti",
                    help="dicom: also write a DICOM series marked as synthetic")
+    p.add_argument("--keep-grid", action="store_true",
+                   help="also write OUT.grid.nii.gz: the volume on its generation grid, before it is resampled "
+                        "onto the mask's grid (tracect evaluate then scores it without a second resampling)")
     p.add_argument("--no-pictures", action="store_true", help="skip the montage and fly-through")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, help="OUT.nii.gz (or a folder with --manifest)")
@@ -137,7 +140,7 @@ def _options(args) -> dict:
     sampling = Sampling(steps=args.steps, guidance=args.guidance, mode=args.mode, overlap=args.overlap,
                         warmup=args.warmup, chunk=args.chunk, window=args.window)
     return dict(vocabulary=args.vocabulary, sampling=sampling, batch_volumes=args.batch_volumes,
-                formats=("nifti", "dicom") if args.format == "dicom" else ("nifti",),
+                formats=("nifti",) + (("dicom",) if args.format == "dicom" else ()) + (("grid",) if args.keep_grid else ()),
                 pictures=not args.no_pictures, overwrite=args.overwrite, device=args.device,
                 progress=not args.quiet, space_check=not args.no_space_check, allow_pickle=args.allow_pickle,
                 strict_labels=args.strict)

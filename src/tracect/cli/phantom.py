@@ -13,6 +13,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=64, help="in-plane matrix")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--prefix", default="phantom", help="case ids PREFIX_000, ... (keep draws apart)")
+    p.add_argument("--split", choices=("train", "val", "test"), default=None,
+                   help="put every case in this split (a held-out draw: test); default about 80/10/10")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -26,6 +29,6 @@ def run(args) -> int:
     if args.n < 1:
         raise CommandError("--n must be at least 1")
     ids = write_dataset(Path(args.out), n=args.n, seed=args.seed, config=PhantomConfig(size=args.size),
-                        workers=args.workers, progress=not args.quiet)
+                        workers=args.workers, progress=not args.quiet, prefix=args.prefix, split=args.split)
     print(f"wrote {len(ids)} phantom cases to {args.out}")
     return 0

@@ -9,7 +9,8 @@ Known frames (the overlapping-frame strategy) are held at their given clean valu
 network sees them as conditioning, and their noisy channel is re-noised from the clean value.
 Randomness comes only from one ``torch.Generator`` per batch row, drawn on the CPU, and a row draws
 exactly what it would draw alone (initial noise, then re-noising only if it has known frames), so a
-row's result does not depend on its batch mates, the batch size or the device.
+row's noise does not depend on its batch mates, the batch size or the device; its result then agrees
+up to the arithmetic of the device (float32 on a CPU, bf16 on a GPU) and of the batch's kernels.
 """
 
 from __future__ import annotations

@@ -70,9 +70,15 @@ ARTERIAL_AORTA_HU = 120.0  # aorta median above this: read as arterial phase
 STEATOSIS_SPLEEN_MINUS_LIVER_HU = 10.0  # liver this far below the spleen: read as steatosis
 
 
+def majority_rate(labels) -> float:
+    """The accuracy of always answering the more frequent class: the yardstick of an accuracy."""
+    y = np.asarray(labels, bool)
+    return float(max(y.mean(), 1 - y.mean())) if len(y) else float("nan")
+
+
 def adherence_summary(rows: list[dict]) -> dict:
-    """Accuracy and AUROC of each measurement against what the reports say; ``rows`` hold
-    ``findings`` and ``scores`` per volume."""
+    """Accuracy (beside the majority-class rate) and AUROC of each measurement against what the reports
+    say; ``rows`` hold ``findings`` and ``scores`` per volume."""
     out = {}
     ph = [(r["scores"]["aorta_hu"], r["findings"]["contrast_phase"] == "arterial") for r in rows
           if r["findings"]["contrast_phase"] and np.isfinite(r["scores"]["aorta_hu"])]
@@ -80,6 +86,7 @@ def adherence_summary(rows: list[dict]) -> dict:
         s, y = zip(*ph)
         out["contrast_phase"] = {"n": len(ph), "positives": int(sum(y)), "auroc": json_number(M.auroc(s, y)),
                                  "accuracy": float(np.mean([(a > ARTERIAL_AORTA_HU) == b for a, b in ph])),
+                                 "majority_rate": majority_rate(y),
                                  "rule": f"aorta median > {ARTERIAL_AORTA_HU:.0f} HU = arterial",
                                  "mean_aorta_hu_arterial": json_number(mean_or_nan([a for a, b in ph if b])),
                                  "mean_aorta_hu_non_contrast": json_number(mean_or_nan([a for a, b in ph if not b]))}
@@ -89,6 +96,7 @@ def adherence_summary(rows: list[dict]) -> dict:
         s, y = zip(*fl)
         out["fatty_liver"] = {"n": len(fl), "positives": int(sum(y)), "auroc": json_number(M.auroc(s, y)),
                               "accuracy": float(np.mean([(a > STEATOSIS_SPLEEN_MINUS_LIVER_HU) == b for a, b in fl])),
+                              "majority_rate": majority_rate(y),
                               "rule": f"spleen - liver median > {STEATOSIS_SPLEEN_MINUS_LIVER_HU:.0f} HU = steatosis"}
     les = [(r["scores"]["lesion_score"][o], o in r["findings"]["lesion_organs"]) for r in rows
            for o in r["scores"]["lesion_score"]]

@@ -39,6 +39,15 @@ class EvalEntry:
     checkpoint: str | None = None
     seed: int | None = None
 
+    @property
+    def generation_grid_file(self) -> Path | None:
+        """The volume on its generation grid (``NAME.grid.nii.gz`` beside ``NAME.nii.gz``, written by
+        ``tracect generate --keep-grid``), if there is one."""
+        from tracect.generate.outputs import output_paths
+
+        path = output_paths(Path(self.generated), ("grid",), False)["grid"]
+        return path if path.is_file() else None
+
 
 class EvaluationError(ValueError):
     """Inputs the evaluation cannot use, with the reason."""
@@ -169,21 +178,29 @@ def _resize_stack(images: np.ndarray, size: int) -> np.ndarray:
 
 @dataclass
 class CaseGrid:
-    """A case on its evaluation grid: HU ``(Z, H, W)`` generated and reference, labels, spacing."""
+    """A case on its evaluation grid: HU ``(Z, H, W)`` generated and reference, labels, spacing, and how
+    each CT got there (``path``)."""
 
     generated: np.ndarray
     labels: np.ndarray
     spacing: tuple
     reference: np.ndarray | None = None
     affine: np.ndarray = field(default=None, repr=False)
+    path: dict = field(default_factory=dict)
 
 
 def case_grid(entry: EvalEntry, prepare, vocab) -> CaseGrid:
-    """Read, remap and resample one entry onto its evaluation grid."""
+    """Read, remap and resample one entry onto its evaluation grid.
+
+    Each CT goes through one resampling at most: the reference from the mask's grid (as ``prepare`` does
+    with training data), the generated CT from its generation grid (``NAME.grid.nii.gz``), not at all
+    when that grid is the evaluation grid (a model evaluated with its own grid settings). Without the
+    generation-grid file the generated CT comes from the mask-grid file, a second resampling, and
+    ``path`` says so."""
     from tracect.data.grid import AIR_HU, output_grid
     from tracect.data.resample import resample_to_grid
     from tracect.generate.masks import prepare_mask
-    from tracect.io.pairing import GridMismatchError, check_same_grid
+    from tracect.io.pairing import GridMismatchError, check_same_grid, compare_grids
     from tracect.io.readers import read_mask, read_volume
     from tracect.io.volume import Volume
     from tracect.labels.vocabulary import get_vocabulary
@@ -203,11 +220,22 @@ def case_grid(entry: EvalEntry, prepare, vocab) -> CaseGrid:
                                 cval=AIR_HU).array
 
     try:
-        gen = onto(entry.generated, "generated CT")
+        path = {"reference": "mask grid -> evaluation grid"}
+        grid_file = entry.generation_grid_file
+        if grid_file is not None:
+            native = read_volume(grid_file).canonical()
+            if compare_grids(native, Volume(labels, affine)).same():
+                gen, path["generated"] = native.array.astype(np.float32), "generation grid = evaluation grid"
+            else:
+                gen = resample_to_grid(native, affine, shape, order=1, cval=AIR_HU).array
+                path["generated"] = "generation grid -> evaluation grid"
+        else:
+            gen = onto(entry.generated, "generated CT")
+            path["generated"] = "generation grid -> mask grid -> evaluation grid (no NAME.grid.nii.gz)"
         ref = onto(entry.reference, "reference CT") if entry.reference is not None else None
     except GridMismatchError as e:
         raise EvaluationError(f"{entry.name}: {e}") from None
-    return CaseGrid(gen, labels, Volume(labels, affine).spacing, ref, affine)
+    return CaseGrid(gen, labels, Volume(labels, affine).spacing, ref, affine, path)
 
 
 def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) -> tuple[dict, dict]:
@@ -221,7 +249,7 @@ def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) ->
     row: dict = {"case": entry.name, "generated": str(entry.generated), "mask": str(entry.mask),
                  "reference": str(entry.reference) if entry.reference else None, "report": entry.report,
                  "seed": entry.seed, "grid": list(grid.generated.shape),
-                 "spacing_mm": [round(float(s), 4) for s in grid.spacing], "notes": []}
+                 "spacing_mm": [round(float(s), 4) for s in grid.spacing], "resampling": grid.path, "notes": []}
     ref_unit = hu_to_unit(grid.reference, window) if grid.reference is not None else None
     if segmenter is not None:
         d, h, missed = M.per_organ_overlap(segmenter.predict(unit, affine=grid.affine), grid.labels, names,
@@ -231,7 +259,7 @@ def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) ->
         if ref_unit is not None:
             dr, _, _ = M.per_organ_overlap(segmenter.predict(ref_unit, affine=grid.affine), grid.labels, names,
                                            grid.spacing)
-            row["dice_reference"] = dr  # the segmenter on the real CT of this mask: the ceiling
+            row["dice_reference"] = dr  # the segmenter on the real CT of this mask: its Dice on real volumes
             row["dice_reference_mean"] = json_number(mean_or_nan([v for v in dr.values() if np.isfinite(v)]))
     else:
         row["dice"] = row["hd95_mm"] = {}
@@ -240,12 +268,21 @@ def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) ->
     row["warp_error"] = M.warp_error(unit, body)
     prof = M.ssim_profile(unit, body)
     row["ssim_profile"], row["ssim_mean"] = prof, json_number(mean_or_nan(prof))
+    # how much the volume changes along z: a volume smoothed along z scores a perfect warping error and
+    # a high SSIM; these show it as too little change and too little through-plane detail
+    row["adjacent_dhu"] = M.adjacent_abs_diff(grid.generated, body)
+    row["z_hf"] = M.through_plane_hf(unit, body)
     row["hu"] = M.organ_hu_stats(grid.generated, grid.labels, names)
     if ref_unit is not None:
         row["flow_epe_px"] = M.flow_epe(unit, ref_unit, body)
+        row["flow_epe_frozen_px"] = M.frozen_epe(ref_unit, body)  # what slices that never change score
         row["warp_error_reference"] = M.warp_error(ref_unit, body)
         rp = M.ssim_profile(ref_unit, body)
         row["ssim_profile_reference"], row["ssim_mean_reference"] = rp, json_number(mean_or_nan(rp))
+        row["adjacent_dhu_reference"] = M.adjacent_abs_diff(grid.reference, body)
+        row["z_hf_reference"] = M.through_plane_hf(ref_unit, body)
+        row["adjacent_dhu_ratio"] = row["adjacent_dhu"] / row["adjacent_dhu_reference"]
+        row["z_hf_ratio"] = row["z_hf"] / row["z_hf_reference"]
         ref_stats = M.organ_hu_stats(grid.reference, grid.labels, names)
         for organ, s in row["hu"].items():
             r = ref_stats.get(organ)
@@ -255,7 +292,9 @@ def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) ->
         errs = [s["abs_median_error"] for s in row["hu"].values() if s.get("abs_median_error") is not None]
         row["hu_abs_error_mean"] = json_number(mean_or_nan(errs))
     else:
-        row["flow_epe_px"] = row["warp_error_reference"] = row["ssim_profile_reference"] = MISSING
+        for key in ("flow_epe_px", "flow_epe_frozen_px", "warp_error_reference", "ssim_profile_reference",
+                    "adjacent_dhu_reference", "z_hf_reference", "adjacent_dhu_ratio", "z_hf_ratio"):
+            row[key] = MISSING
         row["hu_abs_error_mean"] = MISSING
         row["notes"].append("flow EPE and reference HU: no reference CT for this mask")
     row["findings"] = findings_from_report(entry.report)
@@ -267,14 +306,18 @@ def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) ->
 # ------------------------------------------------------------------------------------------ the set
 
 
+COHERENCE = ("flow_epe_px", "flow_epe_frozen_px", "warp_error", "warp_error_reference", "ssim_mean",
+             "ssim_mean_reference", "adjacent_dhu", "adjacent_dhu_reference", "adjacent_dhu_ratio", "z_hf",
+             "z_hf_reference", "z_hf_ratio")
+
+
 def _aggregate(rows: list[dict], groups: list) -> dict:
-    """Means over volumes with cluster-bootstrap intervals (``groups``: the mask of each volume)."""
+    """Means over masks with Student-t intervals (``groups``: the mask of each volume; volumes of one
+    mask are one unit, and ``n`` counts masks)."""
     def ci(values):
         return M.mean_ci(values, groups=groups)
 
-    agg = {k: ci([r.get(k) for r in rows]) for k in
-           ("dice_mean", "dice_reference_mean", "flow_epe_px", "warp_error", "warp_error_reference",
-            "ssim_mean", "ssim_mean_reference", "hu_abs_error_mean")}
+    agg = {k: ci([r.get(k) for r in rows]) for k in ("dice_mean", "dice_reference_mean", "hu_abs_error_mean") + COHERENCE}
     organs = sorted({o for r in rows for o in r.get("dice", {})})
     agg["dice_per_organ"] = {o: ci([r["dice"].get(o) for r in rows]) for o in organs}
     agg["hd95_per_organ_mm"] = {o: ci([r["hd95_mm"].get(o) for r in rows]) for o in organs}
@@ -457,9 +500,7 @@ def evaluate(entries: list[EvalEntry], out: str | Path, *, segmenter=None, featu
                      "reference_dataset": str(reference_dataset) if reference_dataset else None,
                      "ncc_threshold": ncc_threshold},
         "feature_extractor": fe_info,
-        "segmenter": ({"name": segmenter.name, "checkpoint": str(segmenter.path),
-                       "reference_dice": segmenter.info.get("reference_dice"),
-                       "reference_split": segmenter.info.get("reference_split")} if segmenter is not None else None),
+        "segmenter": (segmenter_record(segmenter, bank_src) if segmenter is not None else None),
         "cases": rows, "aggregate": _aggregate(rows, [e.mask_sha256 or str(e.mask) for e in entries]),
         "distribution": distribution, "adherence": adherence,
         "diversity": diversity, "privacy": privacy, "notes": notes,
@@ -472,6 +513,24 @@ def evaluate(entries: list[EvalEntry], out: str | Path, *, segmenter=None, featu
         log(f"evaluated {len(rows)} volumes: Dice {a['dice_mean']['mean']}, flow EPE {a['flow_epe_px']['mean']} px, "
             f"warp error {a['warp_error']['mean']}; {out / 'metrics.json'}")
     return metrics
+
+
+def segmenter_record(segmenter, generator_cache: str) -> dict:
+    """What the segmenter is and what it learned from, and whether that was disjoint from the generators'
+    training data (the dataset behind their training cache)."""
+    info = segmenter.info
+    mine = info.get("dataset")
+    theirs = None
+    if generator_cache and (Path(generator_cache) / "manifest.json").is_file():
+        theirs = json.loads((Path(generator_cache) / "manifest.json").read_text()).get("dataset")
+    disjoint = None if not (mine and theirs) else Path(mine).resolve() != Path(theirs).resolve()
+    note = ("segmenter trained on another dataset than the generators: it has not seen their training volumes"
+            if disjoint else "the segmenter was trained on the generators' own training dataset: its Dice favours "
+            "volumes that resemble their training cases" if disjoint is False else
+            "unknown whether the segmenter saw the generators' training data")
+    return {"name": segmenter.name, "checkpoint": str(segmenter.path), "trained_on": mine,
+            "generators_trained_on": theirs, "disjoint_from_generators": disjoint, "note": note,
+            "reference_dice": info.get("reference_dice"), "reference_split": info.get("reference_split")}
 
 
 def write_html(path: Path, metrics: dict, viewer, vocab) -> Path:

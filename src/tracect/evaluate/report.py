@@ -431,7 +431,7 @@ def _dice_plot(m: dict) -> tuple[str | None, str]:
             color="#3b75af", label="generated CT (mean)" if from_cases else "generated CT (mean, 95% CI)")
     if ref:
         ax.barh(y + h / 2, [np.nan_to_num(_num(ref.get(o))) for o in organs], h, color="#9a9a9a",
-                label="segmenter on real CT (reference ceiling)")
+                label="segmenter on the real CT of the same masks")
     for i, o in enumerate(organs):  # a missing value is written out, never drawn as a zero bar
         if math.isnan(mean[i]):
             ax.text(0.01, y[i] - (h / 2 if ref else 0), "n/a", va="center", fontsize=8, color="#a33")

@@ -2,8 +2,10 @@
 
 It answers "does the generated CT show the organs of its mask?" (Dice of its segmentation of the
 generated volume against the conditioning mask) and supplies the slice features of the Fréchet
-distance when no Inception weights are given. Its Dice on real held-out CTs is the ceiling a
-generated CT can reach and is saved beside its weights.
+distance when no Inception weights are given. Its Dice on real held-out CTs (its own agreement with the
+masks of real volumes, the yardstick of a generated volume's Dice) is saved beside its weights, and so
+is the dataset it learned from: a segmenter that saw the generators' training volumes would favour
+whatever the generators copy from them, so the benchmarks train it on another draw.
 
 Files: ``DIR/segmenter.json`` (config, vocabulary, intensity window, training record, reference Dice)
 and ``DIR/model.safetensors``.
@@ -196,7 +198,10 @@ def train_segmenter(cache_root: str | Path, out: str | Path, config: SegmenterCo
     bar.close()
     seconds = time.perf_counter() - t0
     names = organ_names(cache.vocabulary)
+    manifest = json.loads((Path(cache_root) / "manifest.json").read_text())
     info = {"name": Segmenter.name, "config": config.to_json(), "cache": str(Path(cache_root).resolve()),
+            "dataset": manifest.get("dataset"), "training_cases": sorted(m["case"] for m in cache.cases
+                                                                         if m["split"] == "train" or "train" not in splits),
             "prepare": cache.config.to_json(), "vocabulary": cache.vocabulary.to_json(),
             "steps": step, "seconds": round(seconds, 1), "torch_version": torch.__version__}
     seg = Segmenter(net, config, info, out)

@@ -320,7 +320,7 @@ def run_jobs(jobs: list[Job], checkpoint, out_dir: Path, *, vocabulary: str = "t
         preflight.check_writable(folder)
         # every file any format could have left, so a rerun with other options cleans up too
         mine = {p.name for _, out in targets if out.parent == folder
-                for p in output_paths(out, ("nifti", "dicom"), True).values()}
+                for p in output_paths(out, ("nifti", "dicom", "grid"), True).values()}
         remove_leftovers(folder, mine, log)
     if not skip_existing:
         for _, out in todo:

@@ -39,6 +39,8 @@ def output_paths(out: Path, formats: tuple[str, ...] = ("nifti",), pictures: boo
         paths["flythrough"] = stem.with_name(stem.name + ".gif")
     if "dicom" in formats:
         paths["dicom"] = stem.with_name(stem.name + "_dicom")
+    if "grid" in formats:  # the volume as generated, before it is resampled onto the mask's grid
+        paths["grid"] = stem.with_name(stem.name + ".grid.nii.gz")
     return paths
 
 
@@ -124,10 +126,16 @@ def save_dicom(ct: Volume, folder: Path, overwrite: bool, description: str = "tr
 
 def write_outputs(result, out: str | Path, formats: tuple[str, ...] = ("nifti",), pictures: bool = True,
                   overwrite: bool = False) -> dict[str, Path]:
-    """Write a :class:`~tracect.generate.pipeline.GeneratedVolume` and its companions."""
+    """Write a :class:`~tracect.generate.pipeline.GeneratedVolume` and its companions; ``formats``:
+    ``nifti`` always, ``dicom`` a synthetic DICOM series too, ``grid`` the volume on its generation grid
+    as well (int16 HU, canonical layout: what the model made, which ``tracect evaluate`` scores without
+    resampling it twice)."""
     paths = output_paths(Path(out), formats, pictures)
     check_writable(paths, overwrite)
     write_volume(result.ct, paths["nifti"], overwrite=overwrite)
+    if "grid" in paths:
+        hu = np.clip(np.rint(result.canonical.array), -1024, 3071).astype(np.int16)
+        write_volume(result.canonical.with_array(hu), paths["grid"], overwrite=overwrite)
     if "dicom" in paths:
         save_dicom(result.ct, paths["dicom"], overwrite)
     if pictures:

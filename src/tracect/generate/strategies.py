@@ -30,11 +30,12 @@ from tracect.diffusion.schedule import Schedule
 
 
 def window_starts(Z: int, K: int, overlap: int) -> list[int]:
-    """First slice of each window covering ``Z`` slices (the last window is pulled back to end at Z)."""
-    if not 1 <= overlap < K and K > 1:
-        raise ValueError(f"overlap must be in 1..K-1 (K={K}), got {overlap}")
+    """First slice of each window covering ``Z`` slices (the last window is pulled back to end at Z).
+    One window covers a volume no longer than it, whatever the overlap."""
     if Z <= K:
         return [0]
+    if not 1 <= overlap < K and K > 1:
+        raise ValueError(f"overlap must be in 1..K-1 (K={K}), got {overlap}")
     step = K - overlap if K > 1 else 1
     starts = list(range(0, Z - K + 1, step))
     if starts[-1] + K < Z:

@@ -7,11 +7,13 @@ same way. Embeddings are cached per report text.
 
 Two ways to turn a report into the cross-attention sequence (``units``):
 
-- ``sentences`` (default of the ``cpu``/``gpu`` presets): each sentence is encoded on its own and
+- ``sentences``: each sentence is encoded on its own and
   mean-pooled (how MiniLM was trained to embed sentences), giving one vector per sentence. A finding
   that lives in one sentence ("Dense opacification of the aorta") stays a distinct vector instead of
   being diluted among 200 word pieces, and long reports are never truncated mid-way.
-- ``wordpieces``: the encoder's token embeddings of the whole report (truncated at ``max_tokens``).
+- ``wordpieces`` (the default, and what every preset uses: with sentence units the ``cpu`` model ignored
+  the contrast phase, docs/benchmarks.md): the encoder's token embeddings of the whole report
+  (truncated at ``max_tokens``).
 
 The pooled embedding is the mean of the sequence (masked). Padding positions are zero.
 """

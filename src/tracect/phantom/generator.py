@@ -224,18 +224,20 @@ def split_ids(ids: list[str], seed: int) -> dict[str, list[str]]:
 
 
 def write_dataset(out: Path, n: int, seed: int = 0, config: PhantomConfig = PhantomConfig(), workers: int = 1,
-                  progress: bool = True) -> list[str]:
-    """Write ``n`` phantom cases in the tracect dataset layout under ``out``; returns the case ids.
+                  progress: bool = True, prefix: str = "phantom", split: str | None = None) -> list[str]:
+    """Write ``n`` phantom cases in the tracect dataset layout under ``out``; returns the case ids
+    (``PREFIX_000``, ...).
 
     images/CASE.nii.gz (int16 HU) and masks/CASE.nii.gz (uint8 `total`) in RAS, reports.csv,
-    findings.jsonl, dataset.json. Re-running skips cases whose files and rows already exist.
+    findings.jsonl, dataset.json. ``split``: every case in that split (a held-out draw: ``"test"``),
+    else about 80/10/10 train/val/test. Re-running skips cases whose files and rows already exist.
     """
     from tqdm import tqdm
 
     if n < 1:
         raise ValueError(f"write_dataset: n must be >= 1; got {n}")
     out = Path(out)
-    ids = [f"phantom_{i:03d}" for i in range(n)]
+    ids = [f"{prefix}_{i:03d}" for i in range(n)]
     old_rep, old_fin = _existing(out)
     rows: dict[str, tuple[str, dict]] = {}
     todo = []
@@ -259,11 +261,11 @@ def write_dataset(out: Path, n: int, seed: int = 0, config: PhantomConfig = Phan
             rows[cid] = (rep, fin)
             bar.update(1)
     bar.close()
-    _write_tables(out, ids, rows, seed, config)
+    _write_tables(out, ids, rows, seed, config, {split: ids} if split else split_ids(ids, seed))
     return ids
 
 
-def _write_tables(out: Path, ids: list[str], rows: dict, seed: int, config: PhantomConfig) -> None:
+def _write_tables(out: Path, ids: list[str], rows: dict, seed: int, config: PhantomConfig, split: dict) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\n")
     w.writerow(["case", "report"])
@@ -273,5 +275,5 @@ def _write_tables(out: Path, ids: list[str], rows: dict, seed: int, config: Phan
     write_text(out / "findings.jsonl", "".join(json.dumps({"case": cid, **rows[cid][1]}) + "\n" for cid in ids))
     write_json(out / "dataset.json", {"name": "tracect-phantom", "vocabulary": "total",
                                       "generator": "tracect.phantom", "seed": seed,
-                                      "config": asdict(config), "split": split_ids(ids, seed)})
+                                      "config": asdict(config), "split": split})
 

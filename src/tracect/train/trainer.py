@@ -352,8 +352,6 @@ class Trainer:
     def fit(self, max_steps: int | None = None) -> TrainState:
         """Train until ``max_steps`` (default: the config's) or until the run's training time reaches
         ``max_minutes``; checkpoint on exit. Every rank calls it; rank 0 alone logs and writes."""
-        from tqdm import tqdm
-
         from tracect.train.visualize import save_validation_grid
 
         tc = self.config.train
@@ -364,7 +362,7 @@ class Trainer:
         if lead:
             _trim_metrics(metrics_path, self.state.step)
         writer = _tensorboard(self.run_dir, self.state.step) if lead else None
-        bar = tqdm(total=max_steps, initial=self.state.step, desc="train", unit="step", disable=not self.progress)
+        bar = ProgressBar(self.state, max_steps, tc.max_minutes, disable=not self.progress)
         start, session_start = time.perf_counter(), self.state.elapsed_s
         last_t, last_step = start, self.state.step
         saved_at = self.state.step
@@ -373,7 +371,7 @@ class Trainer:
             m = self.train_step([next(data) for _ in range(self.layout.micro_batches)])
             self.state.elapsed_s = session_start + time.perf_counter() - start
             step = self.state.step
-            bar.update(1)
+            bar.advance(self.state)
             if lead and (step % tc.log_every == 0 or step == max_steps):
                 now = time.perf_counter()
                 rate = (step - last_step) / max(now - last_t, 1e-9)
@@ -382,7 +380,7 @@ class Trainer:
                        "loss_flow": m["loss_flow"], "lr": m["lr"], "grad_norm": m["grad_norm"],
                        "steps_per_s": rate, "windows_per_s": rate * self.layout.global_batch,
                        "elapsed_s": self.state.elapsed_s}
-                bar.set_postfix(loss=f"{m['loss']:.4f}", flow=f"{m['loss_flow']:.4f}")
+                bar.set_postfix(step=f"{step}/{max_steps}", loss=f"{m['loss']:.4f}", flow=f"{m['loss_flow']:.4f}")
                 _append_metrics(metrics_path, row)
                 if writer is not None:
                     for k, v in row.items():
@@ -402,6 +400,34 @@ class Trainer:
             writer.close()
         barrier(self.device)  # no rank leaves before the last checkpoint is complete
         return self.state
+
+
+class ProgressBar:
+    """The training bar: steps out of ``max_steps``, or, when ``max_minutes`` bounds the run, training
+    minutes out of the budget (a 5.5-minute run must not announce 6000 steps and an hour to go)."""
+
+    def __init__(self, state: TrainState, max_steps: int, max_minutes: float | None, disable: bool):
+        from tqdm import tqdm
+
+        self.budget = max_minutes * 60 if max_minutes else None
+        if self.budget:
+            self.bar = tqdm(total=round(self.budget), initial=round(min(state.elapsed_s, self.budget)),
+                            desc=f"train ({max_minutes:g} min budget)", unit="s", disable=disable,
+                            bar_format="{l_bar}{bar}| {n}/{total} s [{elapsed}<{remaining}{postfix}]")
+        else:
+            self.bar = tqdm(total=max_steps, initial=state.step, desc="train", unit="step", disable=disable)
+
+    def advance(self, state: TrainState) -> None:
+        if self.budget:
+            self.bar.update(max(0, round(min(state.elapsed_s, self.budget)) - self.bar.n))
+        else:
+            self.bar.update(1)
+
+    def set_postfix(self, **kw) -> None:
+        self.bar.set_postfix(**kw)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 _CHECKPOINT_FILES = ("model.safetensors", "ema.safetensors", "optimizer.safetensors", "rng.safetensors",
