@@ -223,6 +223,43 @@ def volume_ms_ssim(a: np.ndarray, b: np.ndarray, body: np.ndarray | None = None,
 # ---------------------------------------------------------------------------------------- intensity
 
 
+def psnr(a: np.ndarray, b: np.ndarray, data_range: float, mask: np.ndarray | None = None) -> float:
+    """Peak signal-to-noise ratio (dB) of ``a`` against ``b`` over ``data_range`` (inside ``mask``)."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    mse = float(np.mean((d[mask] if mask is not None else d) ** 2))
+    return float("inf") if mse == 0 else float(10 * np.log10(data_range ** 2 / mse))
+
+
+def radial_power_spectrum(images: np.ndarray, bins: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Radially averaged power spectrum of 2D images ``(N, H, W)`` (or one ``(H, W)``), each detrended and
+    Hann windowed, averaged over the images -> ``(frequencies in cycles per pixel, power)``, ``bins``
+    rings from 0 to Nyquist (0.5)."""
+    x = np.asarray(images, np.float64)
+    x = x[None] if x.ndim == 2 else x
+    H, W = x.shape[1:]
+    win = np.outer(np.hanning(H), np.hanning(W))
+    x = (x - x.mean((1, 2), keepdims=True)) * win
+    power = (np.abs(np.fft.fftshift(np.fft.fft2(x), axes=(1, 2))) ** 2).mean(0)
+    fy, fx = np.meshgrid(np.fft.fftshift(np.fft.fftfreq(H)), np.fft.fftshift(np.fft.fftfreq(W)), indexing="ij")
+    r = np.sqrt(fx ** 2 + fy ** 2)
+    edges = np.linspace(0, 0.5, bins + 1)
+    which = np.digitize(r, edges) - 1
+    ok = (which >= 0) & (which < bins)
+    sums = np.bincount(which[ok], weights=power[ok], minlength=bins)
+    counts = np.bincount(which[ok], minlength=bins)
+    return (edges[:-1] + edges[1:]) / 2, sums / np.maximum(counts, 1)
+
+
+def high_frequency_ratio(generated: np.ndarray, real: np.ndarray, top: float = 1 / 3, bins: int = 32) -> float:
+    """Power in the top ``top`` of the spatial frequencies (radially, up to Nyquist) of ``generated``
+    over that of ``real`` (both ``(N, H, W)`` patches or slices): 1 = the same fine texture and noise,
+    below 1 = smoother (a blur), above 1 = noisier."""
+    f, pg = radial_power_spectrum(generated, bins)
+    _, pr = radial_power_spectrum(real, bins)
+    hi = f >= 0.5 * (1 - top)
+    return float(pg[hi].sum() / pr[hi].sum()) if pr[hi].sum() > 0 else float("nan")
+
+
 def organ_hu_stats(hu: np.ndarray, labels: np.ndarray, names: dict[int, str], min_voxels: int = 20) -> dict:
     """Per organ: median and interquartile range (HU) of ``hu`` inside ``labels == id``."""
     out = {}
