@@ -7,8 +7,8 @@ volume is reoriented, cropped to its body and resampled exactly as ``prepare`` d
 autoencoder learns slices as the generator will see and make them. Slices are kept in memory as float16
 in [-1, 1] (HU through the autoencoder's window), with their body masks.
 
-Each source weighs the same when crops are drawn (a dataset of 40 phantoms does not drown 5 real CTs);
-cases named in ``holdout`` are kept apart, for judging.
+Each source weighs the same when crops are drawn, unless given weights (a dataset of 40 phantoms does not
+drown 5 real CTs); cases named in ``holdout`` are kept apart, for judging.
 """
 
 from __future__ import annotations
@@ -34,24 +34,31 @@ class SliceBank:
 
     sources: dict[str, list[Case]] = field(default_factory=dict)
     held_out: list[Case] = field(default_factory=list)
+    weights: dict[str, float] = field(default_factory=dict)  # source -> share of the crops (default equal)
 
     @property
     def slices(self) -> int:
         return sum(len(c.unit) for cases in self.sources.values() for c in cases)
 
     def describe(self) -> dict:
-        return {"sources": {s: {"cases": [c.case_id for c in cases], "slices": int(sum(len(c.unit) for c in cases))}
-                            for s, cases in self.sources.items()},
+        return {"sources": {s: {"cases": [c.case_id for c in cases], "slices": int(sum(len(c.unit) for c in cases)),
+                                "weight": self.share(s)} for s, cases in self.sources.items()},
                 "held_out": [f"{c.source}/{c.case_id}" for c in self.held_out]}
 
+    def share(self, source: str) -> float:
+        """The share of the crops drawn from ``source``."""
+        total = sum(self.weights.get(s, 1.0) for s in self.sources)
+        return self.weights.get(source, 1.0) / total
+
     def sample(self, batch: int, crop: int, generator: torch.Generator, body_fraction: float = 0.5) -> torch.Tensor:
-        """``batch`` random ``crop``² crops ``(B, 1, crop, crop)`` float32: a source uniformly, then a
+        """``batch`` random ``crop``² crops ``(B, 1, crop, crop)`` float32: a source by its share, then a
         slice of it, then a position (centred on a body pixel with probability ``body_fraction``)."""
         names = sorted(self.sources)
+        edges = np.cumsum([self.share(s) for s in names])
         out = np.empty((batch, 1, crop, crop), np.float32)
         u = torch.rand(batch, 6, generator=generator).numpy()
         for b in range(batch):
-            cases = self.sources[names[int(u[b, 0] * len(names))]]
+            cases = self.sources[names[min(int(np.searchsorted(edges, u[b, 0], side="right")), len(names) - 1)]]
             sizes = np.array([len(c.unit) for c in cases])
             k = int(np.searchsorted(np.cumsum(sizes), u[b, 1] * sizes.sum(), side="right"))
             case = cases[min(k, len(cases) - 1)]
@@ -101,11 +108,15 @@ def _cache_cases(root: Path, size: int, hu_window) -> list[tuple[str, np.ndarray
     return out
 
 
-def load_bank(sources: list[str | Path], size: int, hu_window: tuple[float, float], holdout=(), log=print) -> SliceBank:
-    """Read every source into a :class:`SliceBank` (see the module docstring)."""
+def load_bank(sources: list[str | Path], size: int, hu_window: tuple[float, float], holdout=(), log=print,
+              weights: list[float] | None = None) -> SliceBank:
+    """Read every source into a :class:`SliceBank` (see the module docstring); ``weights``: one per
+    source, its share of the crops (relative)."""
     from tracect.data.layout import load_dataset
 
-    bank = SliceBank()
+    if weights is not None and (len(weights) != len(sources) or min(weights) <= 0):
+        raise ValueError(f"give one positive weight per source ({len(sources)}), got {weights}")
+    bank = SliceBank(weights={Path(s).name: float(w) for s, w in zip(sources, weights)} if weights else {})
     for src in map(Path, sources):
         name = src.name
         if (src / "manifest.json").is_file():

@@ -13,6 +13,8 @@ def register(sub) -> None:
     t.add_argument("--data", required=True, nargs="+", help="dataset folders, CT files or prepared caches")
     t.add_argument("--config", default="ae-cpu", help="preset (ae-tiny, ae-cpu, ae-gpu) or a YAML file")
     t.add_argument("--out", required=True, help="run folder")
+    t.add_argument("--weights", type=float, nargs="+", default=None,
+                   help="one per --data source: its share of the training crops (default: equal)")
     t.add_argument("--holdout", nargs="*", default=None, help="case ids kept out of training (judged on)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     t.add_argument("--max-steps", type=int, default=None)
@@ -49,7 +51,8 @@ def run_train(args) -> int:
                                  ("holdout", tuple(args.holdout) if args.holdout is not None else None)) if v is not None}
     if changes:
         config = config.replace(train=changes)
-    bank = load_bank(args.data, config.model.image_size, config.model.hu_window, config.train.holdout)
+    bank = load_bank(args.data, config.model.image_size, config.model.hu_window, config.train.holdout,
+                     weights=args.weights)
     print(f"{bank.slices} training slices from {len(bank.sources)} source(s); held out: "
           f"{', '.join(c.case_id for c in bank.held_out) or 'none'}")
     trainer = AutoencoderTrainer(config, bank, args.out, device=args.device, resume=args.resume,
