@@ -50,6 +50,7 @@ class ModelConfig:
     geometry: bool = True  # pixel spacing, slice thickness, relative position
     known_frames: bool = True  # clean frames + per-frame indicator as input
     flow_input: bool = False  # optional: the real flow between frames as input channels
+    latent_channels: int = 1  # channels per frame: 1 for CT pixels, the autoencoder's for a latent model
 
     def __post_init__(self):
         o = "model"
@@ -65,6 +66,8 @@ class ModelConfig:
         _check(self.num_classes >= 2, o, "num_classes", "must be >= 2")
         _check(not (self.flow_input and self.frames < 2), o, "flow_input", "needs frames >= 2")
         _check(self.text_units in ("sentences", "wordpieces"), o, "text_units", "sentences or wordpieces")
+        _check(self.latent_channels >= 1, o, "latent_channels", "must be >= 1")
+        _check(self.latent_channels == 1 or self.kind != "3d", o, "latent_channels", "latent frames are for 2D models")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         object.__setattr__(self, "attention_levels", tuple(bool(a) for a in self.attention_levels))
 
@@ -78,6 +81,9 @@ class DiffusionConfig:
     train_timesteps: int = 1000
     sample_steps: int = 12  # DDIM steps per window
     guidance: float = 3.0  # classifier-free guidance on the report (1 = off; else 2 evaluations a step)
+    # clean estimates are clipped to [-clip_sample, clip_sample] (pixels in [-1, 1]); None for latents,
+    # whose values have no fixed range
+    clip_sample: float | None = 1.0
 
     def __post_init__(self):
         o = "diffusion"
@@ -86,6 +92,7 @@ class DiffusionConfig:
         _check(10 <= self.train_timesteps <= 10000, o, "train_timesteps", "in 10..10000")
         _check(1 <= self.sample_steps <= self.train_timesteps, o, "sample_steps", "in 1..train_timesteps")
         _check(self.guidance >= 0, o, "guidance", ">= 0")
+        _check(self.clip_sample is None or self.clip_sample > 0, o, "clip_sample", "> 0 or None")
 
     @property
     def evaluations_per_window(self) -> int:
@@ -174,7 +181,8 @@ class RunConfig:
         return out
 
 
-PRESETS = ("tiny", "tiny-slice", "tiny-3d", "cpu", "cpu-k4", "cpu-slice", "cpu-3d", "gpu")
+PRESETS = ("tiny", "tiny-slice", "tiny-3d", "tiny-latent", "cpu", "cpu-k4", "cpu-slice", "cpu-3d", "cpu-latent", "gpu",
+           "gpu-latent")
 
 
 def load_config(spec: str | Path) -> RunConfig:

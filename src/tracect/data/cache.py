@@ -43,7 +43,7 @@ class PreparedCache:
         self.config = PrepareConfig.from_json(manifest["config"])
         self.vocabulary = Vocabulary.from_json(manifest["vocabulary"])
         self.cases = [m for m in manifest["cases"] if split is None or m["split"] == split]
-        self._open: dict[int, CaseArrays] = {}
+        self._open: dict = {}  # case index -> CaseArrays; ("latent", index) -> its latent map
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -60,6 +60,14 @@ class PreparedCache:
             arrays = {n: np.load(folder / f"{n}.npy", mmap_mode="r") for n in ("image", "mask", "body", "flow")}
             self._open[i] = CaseArrays(meta=meta, **arrays)
         return self._open[i]
+
+    def latents(self, i: int) -> np.ndarray:
+        """Case ``i``'s encoded slices ``(Z, C, h, w)`` float16 (memory-mapped; see
+        :mod:`tracect.autoencoder.latents`)."""
+        key = ("latent", i)
+        if key not in self._open:
+            self._open[key] = np.load(self.root / "cases" / self.cases[i]["case"] / "latent.npy", mmap_mode="r")
+        return self._open[key]
 
     def index_of(self, case_id: str) -> int:
         for i, m in enumerate(self.cases):

@@ -28,14 +28,27 @@ class FrameWindows(Dataset):
     - ``spacing`` ``(3,)`` float32 mm (slice thickness, row, column)
     - ``position`` ``(K,)`` float32: each slice's index / (n_slices - 1) in its case, 0 = top
     - ``report`` str, ``case`` str, ``start`` int (first slice of the window)
+
+    With ``latent_labels`` (a latent model: the number of mask channels, ``num_classes + 1``), the
+    window is on the latent grid of the cache's encoded slices (:mod:`tracect.autoencoder.latents`):
+    ``image`` ``(K, C, h, w)`` latents, ``mask`` ``(K, latent_labels, h, w)`` float32 label fractions,
+    ``body`` ``(K, h, w)`` and ``flow`` ``(K-1, 2, h, w)`` in latent pixels; ``pixels`` keeps the slices.
     """
 
     def __init__(self, cache: str | Path | PreparedCache, k: int = 2, split: str | None = "train",
-                 stride: int = 1):
+                 stride: int = 1, latent_labels: int | None = None):
         if k < 1 or stride < 1:
             raise ValueError(f"k and stride must be >= 1 (got k={k}, stride={stride})")
         self.cache = cache if isinstance(cache, PreparedCache) else PreparedCache(cache, split)
         self.k = k
+        self.latent_labels, self.factor = latent_labels, 1
+        if latent_labels is not None:
+            from tracect.autoencoder.latents import latent_info
+
+            info = latent_info(self.cache.root)
+            if info is None:
+                raise ValueError(f"{self.cache.root} holds no latents: run `tracect autoencoder encode` on it")
+            self.factor = int(info["factor"])
         index = [(ci, s) for ci, meta in enumerate(self.cache.cases)
                  for s in range(0, meta["n_slices"] - k + 1, stride)]
         if not index:
@@ -51,7 +64,7 @@ class FrameWindows(Dataset):
         meta, k = arr.meta, self.k
         sl = slice(s, s + k)
         n = meta["n_slices"]
-        return {
+        item = {
             "image": torch.from_numpy(np.asarray(arr.image[sl], dtype=np.float32)),
             "mask": torch.from_numpy(np.asarray(arr.mask[sl], dtype=np.int64)),
             "body": torch.from_numpy(np.asarray(arr.body[sl]) > 0),
@@ -60,6 +73,15 @@ class FrameWindows(Dataset):
             "position": torch.arange(s, s + k, dtype=torch.float32) / max(n - 1, 1),
             "report": meta["report"], "case": meta["case"], "start": s,
         }
+        if self.latent_labels is not None:
+            from tracect.autoencoder.latents import mask_fractions, pool_body, pool_flow
+
+            f = self.factor
+            item.update(pixels=item["image"],
+                        image=torch.from_numpy(np.asarray(self.cache.latents(ci)[sl], dtype=np.float32)),
+                        mask=mask_fractions(item["mask"], self.latent_labels, f), body=pool_body(item["body"], f),
+                        flow=pool_flow(item["flow"], f))
+        return item
 
 
 class WindowSampler(Sampler[int]):

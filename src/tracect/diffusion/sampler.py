@@ -41,7 +41,7 @@ def ddim_sample(denoise: Denoise, schedule: Schedule, shape: tuple[int, ...],
                 generators: list[torch.Generator], steps: int,
                 known: torch.Tensor | None = None, known_values: torch.Tensor | None = None,
                 device: str | torch.device = "cpu", callback=None) -> torch.Tensor:
-    """Generate windows of shape ``(B, K, H, W)`` in [-1, 1].
+    """Generate windows of shape ``(B, K, H, W)`` in [-1, 1] (or latent windows ``(B, K, C, h, w)``).
 
     ``known`` ``(B, K)`` bool marks frames given in ``known_values`` ``(B, K, H, W)``; those frames
     are returned unchanged. ``generators`` has one generator per batch row. ``callback(i, x0_hat)``
@@ -52,7 +52,7 @@ def ddim_sample(denoise: Denoise, schedule: Schedule, shape: tuple[int, ...],
     x = cpu_randn(shape, generators, device)
     if known is not None:
         has_known = known.any(1).cpu()  # (B,): rows that re-noise their known frames
-        keep = known.to(device).reshape(B, -1, *([1] * (len(shape) - 2))).float()
+        keep = known.to(device).reshape(B, known.shape[1], *([1] * (len(shape) - 2))).float()
         known_values = known_values.to(device)
     for i in range(steps):
         t = torch.full((B,), float(grid[i]), device=device)
@@ -63,10 +63,10 @@ def ddim_sample(denoise: Denoise, schedule: Schedule, shape: tuple[int, ...],
             x = keep * renoised + (1 - keep) * x
         pred = denoise(x, t)
         x0, _ = schedule.split(x, pred, t)
-        x0 = x0.clamp(-1.0, 1.0)
+        x0 = schedule.clip(x0)
         x = schedule.ddim_step(x, x0, t, s)
         if callback is not None:
             callback(i, x0)
     if known is not None:
         x = keep * known_values + (1 - keep) * x
-    return x.clamp(-1.0, 1.0)
+    return schedule.clip(x)

@@ -75,6 +75,11 @@ class Schedule:
             return x_t - s * pred, x_t + a * pred
         return a * x_t - s * pred, s * x_t + a * pred
 
+    def clip(self, x: torch.Tensor) -> torch.Tensor:
+        """A clean estimate held to the data's range (``diffusion.clip_sample``; latents: unchanged)."""
+        c = self.config.clip_sample
+        return x if c is None else x.clamp(-c, c)
+
     def ddim_step(self, x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """One deterministic DDIM step (Song et al. 2021, eq. 12 with eta = 0) from time ``t`` to ``s < t``.
 

@@ -95,7 +95,7 @@ class Generator:
     """A loaded model ready to generate volumes (load once, generate many)."""
 
     def __init__(self, model, config: RunConfig, data: dict, device, text: TextEncoder | None = None,
-                 checkpoint: Path | None = None):
+                 checkpoint: Path | None = None, autoencoder=None):
         self.model, self.config, self.device = model, config, device
         if config.model.kind != "3d":
             # channels-last convolutions: the same arithmetic to float rounding, 1.2x faster per network
@@ -112,17 +112,39 @@ class Generator:
         self.autocast = autocast_factory(device, config.train.precision)
         self.checkpoint = checkpoint
         self.checkpoint_sha256 = checkpoint_hash(checkpoint) if checkpoint is not None else None
+        # a latent model generates latent frames; its autoencoder turns them into slices
+        self.autoencoder = autoencoder
+        if mc.latent_channels > 1 and autoencoder is None:
+            raise ValueError("a latent model needs its autoencoder (Generator.from_checkpoint finds it)")
+
+    @property
+    def latent(self) -> bool:
+        return self.config.model.latent_channels > 1
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", text: TextEncoder | None = None,
-                        allow_pickle: bool = False):
-        """Load a run folder or checkpoint (safetensors; a pickle file only with ``allow_pickle``)."""
+                        allow_pickle: bool = False, autoencoder: str | Path | None = None):
+        """Load a run folder or checkpoint (safetensors; a pickle file only with ``allow_pickle``). A latent
+        model's autoencoder is the one its training cache was encoded with (``data.json``; a relative
+        path is relative to the checkpoint folder), or ``autoencoder``; its weights must be the same."""
         dev = resolve_device(device)
         model, config, ckpt = load_model(path, dev, allow_pickle=allow_pickle)
-        data_path = (ckpt if ckpt.is_dir() else ckpt.parent) / "data.json"
+        folder = ckpt if ckpt.is_dir() else ckpt.parent
+        data_path = folder / "data.json"
         if not data_path.is_file():
             raise ValueError(f"{ckpt}: no data.json (prepare configuration); was it written by tracect train?")
-        return cls(model, config, json.loads(data_path.read_text()), dev, text, ckpt)
+        data = json.loads(data_path.read_text())
+        ae = None
+        if config.model.latent_channels > 1:
+            from tracect.autoencoder.weights import load_autoencoder
+
+            latent = data.get("latent") or {}
+            where = Path(autoencoder or latent.get("autoencoder") or "")
+            ae = load_autoencoder(where if where.is_absolute() else folder / where, dev)
+            if latent.get("autoencoder_sha256") and ae.sha256 != latent["autoencoder_sha256"]:
+                raise ValueError(f"{where}: not the autoencoder {ckpt} was trained with (its latents were made "
+                                 f"by weights {latent['autoencoder_sha256'][:12]}..., these are {ae.sha256[:12]}...)")
+        return cls(model, config, data, dev, text, ckpt, ae)
 
     # ------------------------------------------------------------------ 1. plan
 
@@ -165,9 +187,13 @@ class Generator:
         pad = max(0, K - (B + Z))  # fewer slices than a window: repeat the last slice, crop afterwards
         order = np.concatenate([np.arange(B, 0, -1), np.arange(Z + pad)])  # chain slice -> mask slice
         spacing = Volume(labels, affine).spacing  # (z, y, x) mm
+        frame = None
+        if self.latent:  # latent frames (C, h, w); the labels stay at the slices' resolution
+            s = mc.image_size
+            frame = (mc.latent_channels, s, s)
         chain = strategies.Chain(torch.from_numpy(labels[np.minimum(order, Z - 1)]),
                                  torch.from_numpy(order).float() / max(Z - 1, 1), torch.tensor(spacing, dtype=torch.float32),
-                                 report, K, sampling.overlap, torch.Generator().manual_seed(int(seed)), key)
+                                 report, K, sampling.overlap, torch.Generator().manual_seed(int(seed)), key, frame)
         vocab_name = get_vocabulary(vocabulary).name
         return Plan(gm, affine, shape, labels, chain, B, report, int(seed), vocab_name, sampling, key)
 
@@ -177,9 +203,18 @@ class Generator:
         """``denoiser_for(chains, starts, known, known_values) -> denoise(x_t, t)`` of the strategies:
         the windows' conditions built by :func:`~tracect.model.conditioning.build_condition`, guided in
         one network call."""
+        if self.latent:
+            from tracect.autoencoder.latents import mask_fractions
+
+            factor = self.autoencoder.config.model.factor
+            labels_of = lambda m: mask_fractions(m, self.config.model.num_classes + 1, factor)  # noqa: E731
+        else:
+            labels_of = lambda m: m  # noqa: E731
+
         def build(chains, starts, known, known_values):
             K = chains[0].K
-            mask = torch.stack([c.labels[s:s + K] for c, s in zip(chains, starts)])  # (B, K, H, W) uint8
+            # (B, K, H, W) uint8 ids; a latent model: (B, K, L, h, w) label fractions per latent pixel
+            mask = labels_of(torch.stack([c.labels[s:s + K] for c, s in zip(chains, starts)]))
             position = torch.stack([c.positions[s:s + K] for c, s in zip(chains, starts)])  # (B, K)
             spacing = torch.stack([c.spacing for c in chains])  # (B, 3)
             cond = build_condition(self.text, mask, [c.report for c in chains], spacing, position, self.device,
@@ -233,8 +268,15 @@ class Generator:
     def finish(self, plan: Plan, batch_volumes: int = 1) -> GeneratedVolume:
         """The sampled chain of ``plan`` as a CT on the mask's grid, with its reproducibility record."""
         Z = plan.shape[0]
-        unit = plan.chain.out[plan.burn_in:plan.burn_in + Z].numpy()
-        canonical = Volume(unit_to_hu(unit, self.prepare.hu_window), plan.affine)
+        frames = plan.chain.out[plan.burn_in:plan.burn_in + Z].numpy()
+        if self.latent:  # decoded a few slices at a time: memory stays flat in the number of slices
+            from tracect.autoencoder.train import decode_all
+
+            ae = self.autoencoder
+            unit = decode_all(ae.model, frames / ae.latent_scale, 8, self.device)
+            canonical = Volume(unit_to_hu(unit, ae.config.model.hu_window), plan.affine)
+        else:
+            canonical = Volume(unit_to_hu(frames, self.prepare.hu_window), plan.affine)
         # back to the mask's own grid: canonical mask grid, then the mask's axis order
         source = plan.mask.source
         src_canon = source.canonical()
@@ -246,6 +288,8 @@ class Generator:
         info = {
             "tracect_version": __version__, "checkpoint": str(self.checkpoint) if self.checkpoint else None,
             "checkpoint_sha256": self.checkpoint_sha256, "config_name": self.config.name,
+            **({"autoencoder": str(self.autoencoder.checkpoint), "autoencoder_sha256": self.autoencoder.sha256}
+               if self.latent else {}),
             "seed": plan.seed, "sampler": "ddim", "parametrization": self.config.diffusion.parametrization,
             "schedule": self.schedule.name, "sampling": s.to_json(),
             # what ran, as distinct from what was asked: the burn-in and overlap in effect, the window length

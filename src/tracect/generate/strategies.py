@@ -49,8 +49,9 @@ class Chain:
 
     labels ``(Z, H, W)`` uint8 model ids and positions ``(Z,)`` (relative slice positions in [0, 1])
     in chain order; spacing ``(3,)`` mm (z, y, x); ``K`` frames per window overlapping by ``overlap``;
-    one ``generator`` for every random draw of this volume. ``out`` ``(Z, H, W)`` collects the
-    generated slices in [-1, 1]; ``key`` identifies the volume to whoever made the chain.
+    one ``generator`` for every random draw of this volume. ``out`` ``(Z, *frame)`` collects the
+    generated frames: ``frame`` is ``(H, W)`` for slices in [-1, 1] (the default, the labels' in-plane
+    shape) or ``(C, h, w)`` for latent frames; ``key`` identifies the volume to whoever made the chain.
     """
 
     labels: torch.Tensor
@@ -61,20 +62,23 @@ class Chain:
     overlap: int
     generator: torch.Generator
     key: object = None
+    frame: tuple[int, ...] | None = None
     out: torch.Tensor = field(init=False, repr=False)
     done: torch.Tensor = field(init=False, repr=False)
     starts: list[int] = field(init=False)
     next_window: int = field(init=False, default=0)
 
     def __post_init__(self):
-        Z, H, W = self.labels.shape
-        self.out = torch.zeros(Z, H, W)
+        Z = self.labels.shape[0]
+        self.frame = tuple(self.frame or self.labels.shape[1:])
+        self.out = torch.zeros(Z, *self.frame)
         self.done = torch.zeros(Z, dtype=torch.bool)
         self.starts = window_starts(Z, self.K, self.overlap if self.K > 1 else 0)
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.labels.shape)
+    def shape(self) -> tuple[int, ...]:
+        """``(Z, *frame)``: the generated chain's shape."""
+        return (self.labels.shape[0], *self.frame)
 
     @property
     def finished(self) -> bool:
@@ -96,14 +100,14 @@ def sequential(chains: Iterable[Chain], denoiser_for: DenoiserFor, schedule: Sch
             active.append(chain)
         if not active:
             return
-        K, (_, H, W) = active[0].K, active[0].shape
-        if any(c.K != K or c.shape[1:] != (H, W) for c in active):
+        K, frame = active[0].K, active[0].frame
+        if any(c.K != K or c.frame != frame for c in active):
             raise ValueError("chains in lockstep need one window shape")
         starts = [c.starts[c.next_window] for c in active]
         known = torch.stack([c.done[s:s + K] for c, s in zip(active, starts)])  # (B, K)
-        values = torch.stack([c.out[s:s + K] for c, s in zip(active, starts)]).to(device)  # (B, K, H, W)
+        values = torch.stack([c.out[s:s + K] for c, s in zip(active, starts)]).to(device)  # (B, K, *frame)
         denoise = denoiser_for(active, starts, known.to(device), values)
-        x = ddim_sample(denoise, schedule, (len(active), K, H, W), [c.generator for c in active], steps,
+        x = ddim_sample(denoise, schedule, (len(active), K, *frame), [c.generator for c in active], steps,
                         known=known, known_values=values, device=device).float().cpu()
         for c, s, xc in zip(active, starts, x):
             c.out[s:s + K] = xc
@@ -120,26 +124,27 @@ def parallel(chain: Chain, denoiser_for: DenoiserFor, schedule: Schedule, steps:
              on_step=None) -> Chain:
     """Generate ``chain`` with all its windows denoised jointly (estimates fused per step), ``chunk``
     windows per network call; fills and returns ``chain``."""
-    Z, H, W = chain.shape
+    Z, frame = chain.shape[0], chain.frame
     K, starts = chain.K, chain.starts
     idx = torch.tensor(starts)[:, None] + torch.arange(K)[None]  # (nW, K) slice of each frame
     count = torch.bincount(idx.flatten(), minlength=Z).float().to(device)  # windows per slice
+    count = count.reshape(Z, *([1] * len(frame)))
     grid = schedule.sample_grid(steps)
-    x = cpu_randn((1, Z, H, W), [chain.generator], device)[0]  # (Z, H, W)
+    x = cpu_randn((1, Z, *frame), [chain.generator], device)[0]  # (Z, *frame)
     for i in range(steps):
         t, s = grid[i].to(device), grid[i + 1].to(device)
-        x0_sum = torch.zeros(Z, H, W, device=device)
+        x0_sum = torch.zeros(Z, *frame, device=device)
         for c in range(0, len(starts), chunk):
             sl = slice(c, c + chunk)
-            xw = x[idx[sl]]  # (w, K, H, W)
+            xw = x[idx[sl]]  # (w, K, *frame)
             denoise = denoiser_for([chain] * len(xw), starts[sl], None, None)
             tt = t.expand(len(xw))
             x0w, _ = schedule.split(xw, denoise(xw, tt), tt)
-            x0_sum.index_add_(0, idx[sl].flatten().to(device), x0w.clamp(-1, 1).flatten(0, 1))
-        x = schedule.ddim_step(x, x0_sum / count[:, None, None], t, s)
+            x0_sum.index_add_(0, idx[sl].flatten().to(device), schedule.clip(x0w).flatten(0, 1))
+        x = schedule.ddim_step(x, x0_sum / count, t, s)
         if on_step is not None:
             on_step(i)
-    chain.out = x.clamp(-1, 1).cpu()
+    chain.out = schedule.clip(x).cpu()
     chain.done[:] = True
     chain.next_window = len(starts)
     return chain

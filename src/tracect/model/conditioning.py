@@ -60,7 +60,7 @@ def build_condition(text: TextEncoder, mask: torch.Tensor, reports: list[str], s
                     drop_geometry=None) -> WindowCondition:
     """The conditioning of ``B`` windows.
 
-    mask ``(B, K, H, W)`` ids; reports ``B`` texts; spacing ``(B, 3)`` mm (z, y, x); position ``(B, K)``
+    mask ``(B, K, H, W)`` ids, or ``(B, K, L, h, w)`` label fractions (a latent model); reports ``B`` texts; spacing ``(B, 3)`` mm (z, y, x); position ``(B, K)``
     relative slice positions in [0, 1]; known ``(B, K)`` bool with known_values ``(B, K, H, W)``; flow
     ``(B, K-1, 2, H, W)`` px. ``null``: also encode the empty report (classifier-free guidance).
 
@@ -73,7 +73,12 @@ def build_condition(text: TextEncoder, mask: torch.Tensor, reports: list[str], s
     if drop_mask is not None:
         if num_classes is None:
             raise ValueError("drop_mask needs num_classes (the id of a dropped mask)")
-        mask = torch.where(drop_mask.reshape(-1, *([1] * (mask.ndim - 1))), torch.full_like(mask, num_classes), mask)
+        if mask.is_floating_point():  # label fractions (B, K, L, ...): all of the pixel is "no mask"
+            dropped = torch.zeros_like(mask)
+            dropped[:, :, num_classes] = 1.0
+        else:
+            dropped = torch.full_like(mask, num_classes)
+        mask = torch.where(drop_mask.reshape(-1, *([1] * (mask.ndim - 1))), dropped, mask)
     tokens, pooled = text.encode(list(reports))
     geometry = geometry_features(spacing[:, 1], spacing[:, 0], position[:, 0], position[:, -1],
                                  None if drop_geometry is None else ~drop_geometry)
@@ -81,7 +86,8 @@ def build_condition(text: TextEncoder, mask: torch.Tensor, reports: list[str], s
     if null:
         null_t, null_p = text.encode([""] * len(reports))
     to = lambda v: None if v is None else v.to(device)  # noqa: E731
-    return WindowCondition(to(mask.long()), to(tokens), to(pooled), to(geometry), to(known), to(known_values),
+    mask = mask if mask.is_floating_point() else mask.long()
+    return WindowCondition(to(mask), to(tokens), to(pooled), to(geometry), to(known), to(known_values),
                            to(flow), to(null_t), to(null_p))
 
 

@@ -42,10 +42,11 @@ class FrameDenoiser(nn.Module):
 
         self.config = c = config
         self.spatial_dims = 3 if c.kind == "3d" else 2
-        per_frame = 1 + 2 * int(c.known_frames) + c.mask_embed_dim
+        C = c.latent_channels
+        per_frame = C + (C + 1) * int(c.known_frames) + c.mask_embed_dim
         if self.spatial_dims == 2:
             in_ch = c.frames * per_frame + (2 * (c.frames - 1) if c.flow_input else 0)
-            out_ch = c.frames
+            out_ch = c.frames * C
         else:
             in_ch, out_ch = per_frame + (2 if c.flow_input else 0), 1
         # id num_classes = "no mask" (condition dropout)
@@ -63,19 +64,30 @@ class FrameDenoiser(nn.Module):
         self.pooled_proj = _mlp(c.text_dim, temb)
         self.geometry_proj = _mlp(GEOMETRY_FEATURES, temb) if c.geometry else None
 
+    def mask_channels(self, mask: torch.Tensor, dtype) -> torch.Tensor:
+        """The mask's embedding ``(B, K, E, *S)``: from label ids ``(B, K, *S)`` (long) or from the
+        fraction of each label per pixel ``(B, K, num_classes + 1, *S)`` (float: a latent pixel covers
+        several labels), which mixes the same embeddings by area (one-hot fractions give the ids')."""
+        if mask.is_floating_point():
+            return torch.einsum("bkl...,le->bke...", mask.to(dtype), self.mask_embed.weight.to(dtype))
+        return self.mask_embed(mask).movedim(-1, 2).to(dtype)
+
     def _inputs(self, x_t, mask, known, known_values, flow) -> torch.Tensor:
         c = self.config
         B, K = x_t.shape[:2]
-        parts = [x_t.unsqueeze(2)]  # (B, K, 1, *S)
+        x = x_t if c.latent_channels > 1 else x_t.unsqueeze(2)  # (B, K, C, *S)
+        S = x.shape[3:]
+        parts = [x]
         if c.known_frames:
             if known is None:
-                known = torch.zeros(B, K, dtype=torch.bool, device=x_t.device)
-                known_values = torch.zeros_like(x_t)
-            kmap = known.to(x_t.dtype).reshape(B, K, *([1] * (x_t.ndim - 2))).expand_as(x_t)
-            parts += [(known_values * kmap).unsqueeze(2), kmap.unsqueeze(2)]
-        emb = self.mask_embed(mask)  # (B, K, *S, E)
-        parts.append(emb.movedim(-1, 2).to(x_t.dtype))
-        h = torch.cat(parts, dim=2)  # (B, K, C, H, W)
+                known = torch.zeros(B, K, dtype=torch.bool, device=x.device)
+                values = torch.zeros_like(x)
+            else:
+                values = known_values if c.latent_channels > 1 else known_values.unsqueeze(2)
+            kmap = known.to(x.dtype).reshape(B, K, 1, *([1] * len(S)))
+            parts += [values * kmap, kmap.expand(B, K, 1, *S)]
+        parts.append(self.mask_channels(mask, x.dtype))
+        h = torch.cat(parts, dim=2)  # (B, K, C_in, *S)
         if self.spatial_dims == 2:
             h = h.flatten(1, 2)  # (B, K*C, H, W)
             if c.flow_input:
@@ -93,10 +105,11 @@ class FrameDenoiser(nn.Module):
                 flow: torch.Tensor | None = None) -> torch.Tensor:
         """Predict the diffusion target for every frame.
 
-        x_t ``(B, K, H, W)``; t ``(B,)`` network time; mask ``(B, K, H, W)`` long ids (``num_classes``
-        = dropped); tokens ``(B, L, text_dim)``; pooled ``(B, text_dim)``; geometry ``(B, 5)``;
-        known ``(B, K)`` bool with known_values ``(B, K, H, W)``; flow ``(B, K-1, 2, H, W)`` px.
-        Returns ``(B, K, H, W)``.
+        x_t ``(B, K, H, W)`` (a latent model: ``(B, K, C, h, w)``); t ``(B,)`` network time; mask
+        ``(B, K, H, W)`` long ids (``num_classes`` = dropped) or ``(B, K, num_classes + 1, H, W)`` label
+        fractions; tokens ``(B, L, text_dim)``; pooled ``(B, text_dim)``; geometry ``(B, 5)``; known
+        ``(B, K)`` bool with known_values shaped as x_t; flow ``(B, K-1, 2, H, W)`` px.
+        Returns the shape of x_t.
         """
         from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
 
@@ -120,7 +133,9 @@ class FrameDenoiser(nn.Module):
             h = block(hidden_states=h, res_hidden_states_list=skips[-n:], temb=emb, context=context)
             skips = skips[:-n]
         out = unet.out(h)
-        return out.squeeze(1) if self.spatial_dims == 3 else out
+        if self.spatial_dims == 3:
+            return out.squeeze(1)
+        return out.unflatten(1, (self.config.frames, self.config.latent_channels)) if self.config.latent_channels > 1 else out
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -139,7 +154,8 @@ def forward_flops(model: FrameDenoiser, batch: int = 1, tokens: int | None = Non
     dev = next(model.parameters()).device  # count where the model lives (a 3D volume is slow on a CPU)
     z = lambda *shape, **kw: torch.zeros(*shape, device=dev, **kw)  # noqa: E731
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(z(batch, K, *S), z(batch), z(batch, K, *S, dtype=torch.long), z(batch, L, c.text_dim),
+        frame = (c.latent_channels, *S) if c.latent_channels > 1 else S
+        model(z(batch, K, *frame), z(batch), z(batch, K, *S, dtype=torch.long), z(batch, L, c.text_dim),
               z(batch, c.text_dim), z(batch, 5), flow=z(batch, max(K - 1, 0), 2, *S) if c.flow_input else None)
     return int(counter.get_total_flops())
 

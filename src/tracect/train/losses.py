@@ -7,37 +7,46 @@ import torch.nn.functional as F
 
 
 def warp(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Sample ``frames`` ``(B, H, W)`` at ``p + flow(p)`` -> ``(B, H, W)``; bilinear, border clamped.
+    """Sample ``frames`` ``(B, H, W)`` (or ``(B, C, H, W)``: every channel alike) at ``p + flow(p)``,
+    bilinear, border clamped; same shape out.
 
     ``flow`` ``(B, 2, H, W)`` in pixels, channel 0 = dx, 1 = dy: the convention of
     :mod:`tracect.data.flow` (``slice_k ≈ warp(slice_{k+1}, flow_k)``).
     """
-    B, H, W = frames.shape
+    single = frames.ndim == 3
+    if single:
+        frames = frames.unsqueeze(1)
+    B, _, H, W = frames.shape
     ys, xs = torch.meshgrid(torch.arange(H, device=frames.device, dtype=flow.dtype),
                             torch.arange(W, device=frames.device, dtype=flow.dtype), indexing="ij")
     x = xs + flow[:, 0]
     y = ys + flow[:, 1]
     grid = torch.stack([2 * x / max(W - 1, 1) - 1, 2 * y / max(H - 1, 1) - 1], dim=-1)  # (B, H, W, 2)
-    return F.grid_sample(frames.unsqueeze(1), grid.to(frames.dtype), mode="bilinear",
-                         padding_mode="border", align_corners=True).squeeze(1)
+    out = F.grid_sample(frames, grid.to(frames.dtype), mode="bilinear", padding_mode="border", align_corners=True)
+    return out.squeeze(1) if single else out
 
 
 def flow_loss(x0: torch.Tensor, flow: torch.Tensor, body: torch.Tensor,
               weight: torch.Tensor | None = None) -> torch.Tensor:
     """TRACE's inter-frame constraint on predicted clean frames.
 
-    ``x0`` ``(B, K, H, W)`` predicted clean window, ``flow`` ``(B, K-1, 2, H, W)`` real flow k -> k+1,
-    ``body`` ``(B, K, H, W)`` bool, ``weight`` ``(B,)`` (e.g. 0 where the time is too noisy).
-    Mean over frame pairs of ``|warp(x0[k+1], flow[k]) - x0[k]|`` inside the body of frame k: exactly 0
+    ``x0`` ``(B, K, H, W)`` predicted clean window (latent windows: ``(B, K, C, h, w)``, every channel
+    warped alike), ``flow`` ``(B, K-1, 2, H, W)`` real flow k -> k+1 on the same grid, ``body``
+    ``(B, K, H, W)`` bool, ``weight`` ``(B,)`` (e.g. 0 where the time is too noisy). Mean over frame
+    pairs (and channels) of ``|warp(x0[k+1], flow[k]) - x0[k]|`` inside the body of frame k: exactly 0
     when neighbouring frames are related by the given flow, and growing with misalignment.
     """
     B, K = x0.shape[:2]
     if K < 2:
         return x0.new_zeros(())
-    nxt = x0[:, 1:].flatten(0, 1)
-    warped = warp(nxt, flow.flatten(0, 1).to(x0.dtype)).view(B, K - 1, *x0.shape[2:])
-    inside = body[:, :-1].to(x0.dtype)
-    per_pair = ((warped - x0[:, :-1]).abs() * inside).flatten(2).sum(-1) / inside.flatten(2).sum(-1).clamp_min(1)
+    latent = x0.ndim == 5
+    frames = x0 if latent else x0.unsqueeze(2)  # (B, K, C, H, W)
+    C = frames.shape[2]
+    nxt = frames[:, 1:].flatten(0, 1)  # (B*(K-1), C, H, W)
+    warped = warp(nxt, flow.flatten(0, 1).to(x0.dtype)).view(B, K - 1, *frames.shape[2:])
+    inside = body[:, :-1, None].to(x0.dtype)  # (B, K-1, 1, H, W)
+    diff = ((warped - frames[:, :-1]).abs() * inside).flatten(2).sum(-1)  # (B, K-1)
+    per_pair = diff / (inside.flatten(2).sum(-1) * C).clamp_min(1)
     per_window = per_pair.mean(1)  # (B,)
     if weight is not None:
         return (per_window * weight).sum() / weight.sum().clamp_min(1e-8)

@@ -91,15 +91,31 @@ class Trainer:
             raise RuntimeError("world_size > 1 needs a process group: start the processes with torchrun "
                                "and call tracect.train.distributed.init_from_env first")
         self.cache = PreparedCache(cache)
-        if self.cache.config.size != mc.image_size:
-            raise ValueError(f"cache slices are {self.cache.config.size} px but model.image_size is {mc.image_size}")
+        self.latent = None
+        if mc.latent_channels > 1:  # a latent model: the cache's encoded slices
+            from tracect.autoencoder.latents import latent_info
+
+            self.latent = latent_info(self.cache.root)
+            if self.latent is None:
+                raise ValueError(f"{self.cache.root} holds no latents for a latent model: run "
+                                 "`tracect autoencoder encode --cache` on it first")
+            if self.latent["latent_channels"] != mc.latent_channels:
+                raise ValueError(f"cache latents have {self.latent['latent_channels']} channels; "
+                                 f"model.latent_channels is {mc.latent_channels}")
+        grid = self.cache.config.size // (self.latent["factor"] if self.latent else 1)
+        if grid != mc.image_size:
+            raise ValueError(f"cache frames are {grid} px (slices of {self.cache.config.size} px"
+                             f"{' / ' + str(self.latent['factor']) if self.latent else ''}) but model.image_size is "
+                             f"{mc.image_size}")
         if self.cache.vocabulary.num_classes > mc.num_classes:
             raise ValueError(f"cache vocabulary has {self.cache.vocabulary.num_classes} classes; "
                              f"model.num_classes is {mc.num_classes}")
         split = "train" if any(m["split"] == "train" for m in self.cache.cases) else None
-        self.windows = FrameWindows(self.cache.root, k=mc.frames, split=split)
+        latent_labels = mc.num_classes + 1 if self.latent else None
+        self.windows = FrameWindows(self.cache.root, k=mc.frames, split=split, latent_labels=latent_labels)
         has_val = any(m["split"] == "val" and m["n_slices"] >= mc.frames for m in self.cache.cases)
-        self.val_windows = FrameWindows(self.cache.root, k=mc.frames, split="val" if has_val else split)
+        self.val_windows = FrameWindows(self.cache.root, k=mc.frames, split="val" if has_val else split,
+                                        latent_labels=latent_labels)
 
         torch.manual_seed(tc.seed)  # parameter initialisation
         self.model = build_model(config).to(self.device)
@@ -171,7 +187,7 @@ class Trainer:
 
     def data_info(self) -> dict:
         """What generation needs to know about the training data: grid and intensity conventions."""
-        return {"cache": str(self.cache.root.resolve()), "windows": len(self.windows),
+        return {"cache": str(self.cache.root.resolve()), "windows": len(self.windows), "latent": self.latent,
                 "cases": [m["case"] for m in self.windows.cache.cases],  # the cases trained on
                 "tracect_version": __version__, "torch_version": torch.__version__,
                 "prepare": self.cache.config.to_json(), "vocabulary": self.cache.vocabulary.to_json(),
@@ -277,7 +293,7 @@ class Trainer:
         if tc.flow_loss_weight > 0 and K > 1:
             x0_hat, _ = self.schedule.split(x_t, pred, t)
             # known frames are real: the loss then ties a generated frame to its given neighbour
-            x0 = torch.where(known[:, :, None, None], img, x0_hat.clamp(-1, 1))
+            x0 = torch.where(known.reshape(*known.shape, *([1] * (img.ndim - 2))), img, self.schedule.clip(x0_hat))
             l_flow = flow_loss(x0, batch["flow"].to(dev), batch["body"].to(dev),
                                (t < tc.flow_loss_max_t).float()) * share_flow
             loss = loss + tc.flow_loss_weight * l_flow

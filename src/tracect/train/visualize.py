@@ -13,9 +13,11 @@ from tracect.model.conditioning import build_condition, make_denoise
 
 @torch.no_grad()
 def sample_windows(trainer, items: list[dict], seed: int = 0, steps: int | None = None) -> torch.Tensor:
-    """Generate fresh windows (no known frame) for dataset items with the EMA model -> ``(B, K, H, W)``."""
+    """Generate fresh windows (no known frame) for dataset items with the EMA model -> ``(B, K, H, W)``
+    (latent windows ``(B, K, C, h, w)`` for a latent model)."""
     cfg = trainer.config
     mask = torch.stack([it["mask"] for it in items])
+    shape = tuple(torch.stack([it["image"] for it in items]).shape)
     guidance = cfg.diffusion.guidance
     cond = build_condition(trainer.text, mask, [it["report"] for it in items],
                            torch.stack([it["spacing"] for it in items]),
@@ -24,8 +26,24 @@ def sample_windows(trainer, items: list[dict], seed: int = 0, steps: int | None 
                            null=guidance != 1.0)
     denoise = make_denoise(trainer.ema, cond, cfg.diffusion.train_timesteps, trainer.autocast, guidance)
     gens = [torch.Generator().manual_seed(seed + i) for i in range(len(items))]
-    return ddim_sample(denoise, trainer.schedule, tuple(mask.shape), gens, steps or cfg.diffusion.sample_steps,
+    return ddim_sample(denoise, trainer.schedule, shape, gens, steps or cfg.diffusion.sample_steps,
                        device=trainer.device).cpu()
+
+
+def decoded(trainer, latents: torch.Tensor) -> torch.Tensor:
+    """Latent windows ``(B, K, C, h, w)`` -> slices ``(B, K, H, W)`` in the cache's [-1, 1] (through the
+    autoencoder named in the cache's ``latent.json``, loaded once)."""
+    from tracect.autoencoder.train import decode_all
+    from tracect.autoencoder.weights import load_autoencoder
+    from tracect.data.grid import hu_to_unit, unit_to_hu
+
+    if getattr(trainer, "_autoencoder", None) is None:
+        trainer._autoencoder = load_autoencoder(trainer.latent["autoencoder"], trainer.device)
+    ae = trainer._autoencoder
+    B, K = latents.shape[:2]
+    unit = decode_all(ae.model, (latents.flatten(0, 1) / ae.latent_scale).numpy(), 8, trainer.device)
+    hu = unit_to_hu(unit, ae.config.model.hu_window)
+    return torch.from_numpy(hu_to_unit(hu, trainer.cache.config.hu_window)).reshape(B, K, *unit.shape[1:])
 
 
 def validation_items(trainer) -> list[dict]:
@@ -45,6 +63,9 @@ def save_validation_grid(trainer, path: Path) -> Path:
 
     items = validation_items(trainer)
     fake = sample_windows(trainer, items)
+    if trainer.latent:  # show slices, not latents: decoded, beside the real slices and the label map
+        fake = decoded(trainer, fake)
+        items = [{**it, "image": it["pixels"], "mask": it["mask"].argmax(1)} for it in items]
     K = fake.shape[1]
     fig, axes = plt.subplots(len(items), 3 * K, figsize=(1.6 * 3 * K, 1.7 * len(items)), squeeze=False)
     for r, (it, gen) in enumerate(zip(items, fake)):
