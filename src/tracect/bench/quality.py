@@ -91,6 +91,9 @@ def calibrate(cache: Path, runs: Path, presets: dict, threads: int, seconds: flo
     for name in presets:
         with open(probe / name / "metrics.csv") as f:
             rows = [r for r in csv.DictReader(f)]
+        if not rows:
+            raise RuntimeError(f"probe of {name} logged no step; see {probe / f'{name}.log'}")
+        # a slow model may log only its last step: then its rate includes the first steps' warm-up
         (s0, t0), (s1, t1) = [(int(r["step"]), float(r["elapsed_s"])) for r in (rows[len(rows) // 2], rows[-1])]
         rates[name] = (s1 - s0) / (t1 - t0) if s1 > s0 and t1 > t0 else s1 / max(t1, 1e-9)
     path.write_text(json.dumps(rates, indent=2))

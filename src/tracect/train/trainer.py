@@ -388,7 +388,9 @@ class Trainer:
             self.state.elapsed_s = session_start + time.perf_counter() - start
             step = self.state.step
             bar.advance(self.state)
-            if lead and (step % tc.log_every == 0 or step == max_steps):
+            stop = self.out_of_time()
+            # the last step of a run is always logged, also when the time budget ends it
+            if lead and (step % tc.log_every == 0 or step == max_steps or stop):
                 now = time.perf_counter()
                 rate = (step - last_step) / max(now - last_t, 1e-9)
                 last_t, last_step = now, step
@@ -402,7 +404,6 @@ class Trainer:
                     for k, v in row.items():
                         if k != "step":
                             writer.add_scalar(k, v, step)
-            stop = self.out_of_time()
             if lead and (step % tc.val_every == 0 or step == max_steps or stop):
                 save_validation_grid(self, self.run_dir / "samples" / f"step_{step:07d}.png")
             if step % tc.checkpoint_every == 0 or step == max_steps or stop:
