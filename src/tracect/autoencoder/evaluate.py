@@ -26,7 +26,8 @@ def evaluate_autoencoder(ae, data, case: str | None, sizes, out: Path) -> dict:
     case and size (default: the autoencoder's own), written to ``out/autoencoder_eval.json`` with a
     picture and a spectrum plot per case and size."""
     from tracect.autoencoder.data import volume_on_grid
-    from tracect.autoencoder.train import decode_all, encode_all, reconstruction_figures, save_pictures
+    from tracect.autoencoder.model import decode_all, encode_all
+    from tracect.autoencoder.train import reconstruction_figures, save_pictures
     from tracect.evaluate.metrics import radial_power_spectrum
     from tracect.utils.atomic import write_json
 

@@ -57,7 +57,7 @@ def encode_cache(cache_root: str | Path, autoencoder, batch: int = 16, progress:
     are kept. Returns the ``latent.json`` record."""
     from tqdm import tqdm
 
-    from tracect.autoencoder.train import encode_all
+    from tracect.autoencoder.model import encode_all
     from tracect.data.cache import PreparedCache
     from tracect.data.grid import hu_to_unit, unit_to_hu
     from tracect.utils.atomic import atomic_path, write_json

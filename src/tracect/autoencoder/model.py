@@ -12,6 +12,7 @@ with ``f`` = :attr:`~tracect.autoencoder.config.AutoencoderConfig.factor`.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,3 +51,23 @@ class SliceAutoencoder(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def encode_all(ae: SliceAutoencoder, unit: np.ndarray, batch: int = 8, device="cpu") -> np.ndarray:
+    """Latent means of slices ``(N, S, S)`` in [-1, 1], ``batch`` at a time -> ``(N, C, s, s)`` float32."""
+    out = []
+    for i in range(0, len(unit), batch):
+        x = torch.from_numpy(np.asarray(unit[i:i + batch], np.float32))[:, None].to(device)
+        out.append(ae.encode(x)[0].float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+@torch.no_grad()
+def decode_all(ae: SliceAutoencoder, latents: np.ndarray, batch: int = 8, device="cpu") -> np.ndarray:
+    """Slices ``(N, S, S)`` in [-1, 1] from latents ``(N, C, s, s)``, ``batch`` at a time."""
+    out = []
+    for i in range(0, len(latents), batch):
+        z = torch.from_numpy(np.asarray(latents[i:i + batch], np.float32)).to(device)
+        out.append(ae.decode(z).clamp(-1, 1)[:, 0].float().cpu().numpy())
+    return np.concatenate(out)

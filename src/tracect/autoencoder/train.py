@@ -25,7 +25,7 @@ from tracect import __version__
 from tracect.autoencoder.config import AERunConfig
 from tracect.autoencoder.data import SliceBank
 from tracect.autoencoder.losses import autoencoder_loss
-from tracect.autoencoder.model import SliceAutoencoder, count_parameters
+from tracect.autoencoder.model import SliceAutoencoder, count_parameters, decode_all, encode_all
 from tracect.runtime import resolve_device
 from tracect.train.checkpoint import optimizer_from_tensors, save_checkpoint
 from tracect.train.trainer import ProgressBar, TrainState, lr_at
@@ -51,26 +51,6 @@ def reconstruction_figures(ae: SliceAutoencoder, unit: np.ndarray, body: np.ndar
     return {"slices": int(len(unit)), "mae_hu_body": float(np.abs(hu_rec - hu_real)[body].mean()),
             "psnr_db": M.psnr(hu_rec, hu_real, span), "ssim_body": float(np.mean(ssim)) if ssim else float("nan"),
             "hf_ratio": M.high_frequency_ratio(hu_rec[box], hu_real[box])}
-
-
-@torch.no_grad()
-def encode_all(ae: SliceAutoencoder, unit: np.ndarray, batch: int = 8, device="cpu") -> np.ndarray:
-    """Latent means of slices ``(N, S, S)`` in [-1, 1], ``batch`` at a time -> ``(N, C, s, s)`` float32."""
-    out = []
-    for i in range(0, len(unit), batch):
-        x = torch.from_numpy(np.asarray(unit[i:i + batch], np.float32))[:, None].to(device)
-        out.append(ae.encode(x)[0].float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0,), np.float32)
-
-
-@torch.no_grad()
-def decode_all(ae: SliceAutoencoder, latents: np.ndarray, batch: int = 8, device="cpu") -> np.ndarray:
-    """Slices ``(N, S, S)`` in [-1, 1] from latents ``(N, C, s, s)``, ``batch`` at a time."""
-    out = []
-    for i in range(0, len(latents), batch):
-        z = torch.from_numpy(np.asarray(latents[i:i + batch], np.float32)).to(device)
-        out.append(ae.decode(z).clamp(-1, 1)[:, 0].float().cpu().numpy())
-    return np.concatenate(out)
 
 
 class AutoencoderTrainer:

@@ -183,10 +183,12 @@ def measure_one(spec: dict) -> dict:
 
 def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, device: str = "cpu",
                    threads: int | None = None, timeout: float = 1800.0, log=print,
-                   text_encoder: str | None = None, repeats: int = 3, measured=MEASURED) -> dict:
+                   text_encoder: str | None = None, repeats: int = 3, measured=MEASURED,
+                   memory_limit_gib: float | None = None) -> dict:
     """All measurements, each in a fresh subprocess; returns the results with the device record.
     ``repeats``: timed runs per measurement after the warm-up (time: their median; memory: their max);
-    ``measured``: (model, mode) pairs of :data:`tracect.bench.specs.MODELS`."""
+    ``measured``: (model, mode) pairs of :data:`tracect.bench.specs.MODELS`; ``memory_limit_gib``: the
+    address space a measurement may take (past it: ``oom``, not a machine swapping for an hour)."""
     import torch
 
     from tracect import __version__
@@ -201,7 +203,8 @@ def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, de
         for model, mode in measured:
             spec = {"model": model, "mode": mode, "n": int(n), "size": int(size), "steps": int(steps),
                     "device": device, "threads": threads, "text_encoder": text_encoder, "repeats": int(repeats)}
-            run = in_fresh_process("tracect.bench.efficiency", ["--one", json.dumps(spec)], timeout)
+            run = in_fresh_process("tracect.bench.efficiency", ["--one", json.dumps(spec)], timeout,
+                                   int(memory_limit_gib * 2 ** 30) if memory_limit_gib else None)
             row = run.value if run.status == "ok" else {**spec, "status": run.status, "note": run.note}
             if row["status"] == "ok":
                 row["utilisation"] = row["flops_per_s"] / peak[compute]
@@ -215,7 +218,7 @@ def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, de
     dev_name = torch.cuda.get_device_name(0) if device.startswith("cuda") else (platform.processor() or platform.machine())
     return {"device": device, "device_name": dev_name, "cpu_count": os.cpu_count(), "threads": threads,
             "torch_version": torch.__version__, "tracect_version": __version__, "size": size, "steps": steps,
-            "repeats": repeats,
+            "repeats": repeats, "memory_limit_gib": memory_limit_gib,
             "matmul_peak_flops_per_s": peak, "compute_dtype": compute, "rows": rows, "ratios": ratios(rows)}
 
 

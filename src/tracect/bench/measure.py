@@ -95,19 +95,31 @@ class FreshRun:
     lines: list[str] = field(default_factory=list)
 
 
-def in_fresh_process(module: str, args: list[str], timeout: float | None = None) -> FreshRun:
+def _address_space_limit(limit_bytes: int):
+    def apply():  # in the child, before it starts: allocations past the limit fail instead of swapping
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+    return apply
+
+
+def in_fresh_process(module: str, args: list[str], timeout: float | None = None,
+                     memory_limit_bytes: int | None = None) -> FreshRun:
     """Run ``python -m module *args`` in a fresh process, so that no measurement inherits another's
     allocator pools, caches or freed memory; the module prints its result as JSON on its last line. A
-    process that runs out of memory (or is killed for it) is ``oom``, one past ``timeout`` seconds
-    ``timeout``."""
+    process that runs out of memory (or is killed for it, or passes ``memory_limit_bytes`` of address
+    space) is ``oom``, one past ``timeout`` seconds ``timeout``."""
     cmd = [sys.executable, "-m", module, *args]
+    limit = _address_space_limit(int(memory_limit_bytes)) if memory_limit_bytes else None
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ),
+                           preexec_fn=limit)
     except subprocess.TimeoutExpired:
         return FreshRun("timeout", note=f"over {timeout:.0f} s")
     lines = (r.stdout or "").strip().splitlines()
     if r.returncode != 0 or not lines:
         err = " ".join((r.stderr or "").strip().splitlines()[-3:])
-        status = "oom" if ("out of memory" in err.lower() or r.returncode in (-9, 137)) else "failed"
+        oom = any(m in err.lower() for m in ("out of memory", "can't allocate memory", "memoryerror", "std::bad_alloc"))
+        status = "oom" if (oom or r.returncode in (-9, 137)) else "failed"
         return FreshRun(status, note=err[-300:] or f"exit code {r.returncode}", lines=lines)
     return FreshRun("ok", json.loads(lines[-1]), lines=lines[:-1])

@@ -69,6 +69,8 @@ def register(sub) -> None:
     e.add_argument("--device", default="cpu", help="cpu or cuda")
     e.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     e.add_argument("--timeout", type=float, default=1800.0, help="seconds per measurement")
+    e.add_argument("--memory-limit", type=float, default=None, metavar="GIB",
+                   help="address space per measurement; past it the measurement is recorded as oom")
     e.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median time, max memory)")
     e.add_argument("--only", nargs="+", metavar="MODEL:MODE", default=None,
                    help="measure only these samplings (e.g. frame-pair:sequential); default: all of "
@@ -105,7 +107,7 @@ def run_efficiency(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     r = measure(tuple(args.slices), args.size, args.steps, args.device, args.threads, args.timeout,
-                repeats=args.repeats, measured=measured)
+                repeats=args.repeats, measured=measured, memory_limit_gib=args.memory_limit)
     write_json(out / "efficiency.json", r)
     (out / "efficiency.md").write_text(markdown(r))
     plot(r, out / "efficiency.png")

@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from tracect import __version__
-from tracect.cli import autoencoder, bench, convert, demo, evaluate, generate, info, phantom, prepare, train
+from tracect.cli import autoencoder, bench, convert, demo, evaluate, generate, info, label, phantom, prepare, train
 
-COMMANDS = (info, convert, phantom, prepare, autoencoder, train, generate, evaluate, demo, bench)
+COMMANDS = (info, convert, phantom, label, prepare, autoencoder, train, generate, evaluate, demo, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -270,7 +270,7 @@ class Generator:
         Z = plan.shape[0]
         frames = plan.chain.out[plan.burn_in:plan.burn_in + Z].numpy()
         if self.latent:  # decoded a few slices at a time: memory stays flat in the number of slices
-            from tracect.autoencoder.train import decode_all
+            from tracect.autoencoder.model import decode_all
 
             ae = self.autoencoder
             unit = decode_all(ae.model, frames / ae.latent_scale, 8, self.device)

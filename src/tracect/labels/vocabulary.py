@@ -4,6 +4,8 @@ Built in:
 - ``total``: TotalSegmentator v2 ``total`` task, 117 classes (ids and names as that task defines them).
 - ``tracect``: the coarse organ set the generative model is trained on (:data:`COARSE_GROUPS`), with a
   ``body`` class for tissue inside the body envelope that no organ label covers.
+- ``tissue``: what Hounsfield units alone tell apart (fat, soft tissue, lung, gas, bone, enhancing
+  vessel), the vocabulary of ``tracect label`` (:mod:`tracect.labels.pseudo`).
 
 A user vocabulary is a JSON file ``{"name": "...", "labels": {"1": "liver", ...}}`` (or a plain
 ``{"1": "liver", ...}`` mapping). A remap table maps source names to target names; unknown source
@@ -151,7 +153,14 @@ def coarse() -> Vocabulary:
     return Vocabulary("tracect", {i + 1: name for i, name in enumerate(COARSE_GROUPS)})
 
 
-BUILTIN = {"total": total, "tracect": coarse}
+@lru_cache(maxsize=None)
+def tissue() -> Vocabulary:
+    """The ``tissue`` vocabulary of HU pseudo-labels (:mod:`tracect.labels.pseudo`): the classes HU tells
+    apart; the body is every labelled voxel."""
+    return Vocabulary("tissue", {1: "fat", 2: "soft_tissue", 3: "lung", 4: "gas", 5: "bone", 6: "vessel"})
+
+
+BUILTIN = {"total": total, "tracect": coarse, "tissue": tissue}
 
 
 def get_vocabulary(spec: str | Path | Vocabulary) -> Vocabulary:

@@ -37,7 +37,9 @@ class PhantomConfig:
     """What varies between phantom cases, and how much (ranges are inclusive, mm where lengths)."""
     size: int = 64                                           # in-plane matrix (size x size)
     slices: tuple[int, int] = (80, 112)                      # range of slice counts
-    pixel_spacing: tuple[float, float] = (5.5, 7.5)          # mm; the body is fitted to the FOV
+    # mm; the body is fitted to the FOV. Default: (5.5, 7.5) at 64 px, scaled by 64 / size (the same
+    # field of view at any matrix: a 256 px phantom has 1.4-1.9 mm pixels, as a real CT downsampled 2x)
+    pixel_spacing: tuple[float, float] | None = None
     slice_thickness: tuple[float, float] = (2.5, 5.0)        # mm (= slice spacing)
     p_arterial: float = 0.5                                  # else non-contrast
     p_fatty_liver: float = 0.25
@@ -50,6 +52,8 @@ class PhantomConfig:
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 16:
             raise ValueError(f"PhantomConfig.size: expected an int >= 16; got {self.size!r}")
         _range("slices", self.slices, 1, integer=True)
+        if self.pixel_spacing is None:
+            object.__setattr__(self, "pixel_spacing", tuple(round(v * 64 / self.size, 4) for v in (5.5, 7.5)))
         _range("pixel_spacing", self.pixel_spacing, 0.1, 50)
         _range("slice_thickness", self.slice_thickness, 0.1, 50)
         _range("lesion_diameter_mm", self.lesion_diameter_mm, 1, 200)

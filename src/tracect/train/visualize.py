@@ -33,7 +33,7 @@ def sample_windows(trainer, items: list[dict], seed: int = 0, steps: int | None 
 def decoded(trainer, latents: torch.Tensor) -> torch.Tensor:
     """Latent windows ``(B, K, C, h, w)`` -> slices ``(B, K, H, W)`` in the cache's [-1, 1] (through the
     autoencoder named in the cache's ``latent.json``, loaded once)."""
-    from tracect.autoencoder.train import decode_all
+    from tracect.autoencoder.model import decode_all
     from tracect.autoencoder.weights import load_autoencoder
     from tracect.data.grid import hu_to_unit, unit_to_hu
 

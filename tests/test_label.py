@@ -1,0 +1,105 @@
+"""``tracect label``: tissue pseudo-labels from HU, checked against the phantom's own tissue map and
+against the real case's TotalSegmentator mask."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tracect.cli.main import main
+from tracect.labels.pseudo import TISSUE, PseudoLabelConfig, fill_small_holes, pseudo_labels
+
+ID = {name: i for i, name in TISSUE.labels.items()}
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+@pytest.fixture(scope="module")
+def phantom_case():
+    """A non-contrast phantom torso at 128 px (about 3 mm pixels) with the tissue map it was drawn from."""
+    from tracect.phantom import PhantomConfig
+    from tracect.phantom.generator import simulate
+
+    case, anat = simulate("p", 1002, PhantomConfig(size=128, slices=(60, 60), p_arterial=0.0))
+    return case, anat
+
+
+def test_phantom_body_lung_and_bone_agree_with_the_tissue_map(phantom_case):
+    from tracect.phantom.geometry import Tissue as T
+
+    case, anat = phantom_case
+    labels, record = pseudo_labels(case.image.array, case.image.spacing)
+    tissue = anat.tissue
+    assert dice(labels > 0, tissue != T.AIR) >= 0.99
+    assert dice(labels == ID["lung"], tissue == T.LUNG) >= 0.95
+    # at 3 mm pixels a bone's blurred edge is part bone, part not
+    assert dice(labels == ID["bone"], np.isin(tissue, [T.CANCELLOUS, T.CORTICAL])) >= 0.8
+    assert record["ml"]["lung"] > 100 and any(c["lung"] for c in record["air_components"])
+    # gas in bowel is not lung; fat is fat
+    gas = tissue == T.GAS
+    assert (labels[gas] == ID["lung"]).mean() < 0.05
+    assert (labels[tissue == T.FAT] == ID["fat"]).mean() > 0.9
+
+
+def test_scanner_padding_and_table_are_not_body(phantom_case):
+    case, _ = phantom_case
+    hu = case.image.array.astype(np.float32).copy()
+    Z, Y, X = hu.shape
+    ref, _ = pseudo_labels(hu, case.image.spacing)
+    yy, xx = np.mgrid[:Y, :X]
+    outside = (yy - Y / 2) ** 2 + (xx - X / 2) ** 2 > (0.49 * Y) ** 2
+    hu[:, outside] = -3024.0  # the circular field of view's padding, as the CRLM scans store it
+    table_row = int(np.nonzero((ref > 0).any((0, 2)))[0].max()) + 5  # a slab 15 mm below the back
+    assert table_row + 3 <= Y
+    hu[:, table_row:table_row + 3, 4:-4] = 150.0
+    hu[:, table_row - 5:table_row, X // 2] = 0.0  # touching the skin through a 3 mm strap
+    labels, _ = pseudo_labels(hu, case.image.spacing)
+    assert not (labels[:, table_row:, :] > 0).any()
+    assert dice(labels > 0, ref > 0) > 0.99
+
+
+def test_marrow_filled_but_not_the_spinal_canal():
+    ring = np.zeros((1, 40, 40), bool)
+    yy, xx = np.mgrid[:40, :40]
+    r = np.hypot(yy - 20, xx - 20)
+    ring[0] = (r >= 6) & (r <= 8)
+    hu = np.where(ring, 600.0, 0.0)
+    fat_marrow = fill_small_holes(ring, 500, np.where(r < 6, -60.0, hu), (-30.0, 80.0))
+    canal = fill_small_holes(ring, 500, np.where(r < 6, 20.0, hu), (-30.0, 80.0))
+    assert fat_marrow[0, 20, 20] and not canal[0, 20, 20]
+    assert not fill_small_holes(ring, 50)[0, 20, 20]  # too large a hole
+
+
+def test_real_ct_lungs_and_organs(real_dir):
+    """The real abdominal CT (3 mm pixels): lung bases as TotalSegmentator drew them; every organ
+    inside the body; solid organs soft tissue, not air or bone."""
+    from tracect.io import read_mask, read_volume
+    from tracect.labels.vocabulary import coarse_group_of, total
+
+    ct = read_volume(real_dir / "ct.nii.gz").canonical()
+    mask = read_mask(real_dir / "seg.nii.gz").canonical().array
+    labels, _ = pseudo_labels(ct.array, ct.spacing)
+    groups = {i: coarse_group_of(n) for i, n in total().labels.items()}
+    in_group = lambda g: np.isin(mask, [i for i, x in groups.items() if x == g])  # noqa: E731
+    assert dice(labels == ID["lung"], in_group("lung")) >= 0.9
+    assert (labels[mask > 0] > 0).mean() > 0.999
+    for organ in ("liver", "spleen", "kidney", "muscle"):
+        assert (labels[in_group(organ)] == ID["soft_tissue"]).mean() > 0.95, organ
+
+
+def test_label_command_writes_mask_record_and_overlay(real_dir, tmp_path):
+    from tracect.io import read_volume
+
+    out = tmp_path / "pseudo.nii.gz"
+    assert main(["label", str(real_dir / "ct.nii.gz"), "--out", str(out), "--overlay", str(tmp_path / "o.png")]) == 0
+    ct, mask = read_volume(real_dir / "ct.nii.gz"), read_volume(out)
+    assert mask.shape == ct.shape and np.allclose(mask.affine, ct.affine)  # the CT's own grid and axis order
+    assert set(np.unique(mask.array)) <= {0, *TISSUE.ids}
+    record = json.loads((tmp_path / "pseudo.json").read_text())
+    assert record["vocabulary"]["name"] == "tissue" and record["config"] == PseudoLabelConfig().to_json()
+    assert record["ml"]["body"] > 1000 and (tmp_path / "o.png").stat().st_size > 10_000
+    assert main(["label", str(real_dir / "ct.nii.gz"), "--out", str(out)]) != 0  # no silent overwrite
