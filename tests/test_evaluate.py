@@ -9,7 +9,7 @@ import pytest
 
 from tracect.evaluate import metrics as M
 from tracect.evaluate.adherence import findings_from_report
-from tracect.evaluate.harness import EvalEntry, EvaluationError, collect_entries, evaluate
+from tracect.evaluate.harness import EvaluationError, collect_entries, evaluate
 from tracect.io import Volume, read_volume
 from tracect.io.readers import write_volume
 

@@ -14,7 +14,6 @@ from pydicom.uid import JPEG2000Lossless
 
 from tracect.cli.main import main
 from tracect.data.cache import PreparedCache
-from tracect.data.prepare import PrepareConfig, prepare_dataset
 from tracect.io import Volume, read_mask, read_volume, write_dicom_series, write_volume
 from tracect.io.pairing import GRID_TOLERANCE_MM, GridMismatchError, check_same_grid, compare_grids
 

@@ -81,7 +81,6 @@ def _disk(radius_px: int) -> np.ndarray:
 
 
 def _per_slice(op, mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    import cv2
 
     out = np.empty_like(mask)
     for z in range(mask.shape[0]):
