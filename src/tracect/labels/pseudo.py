@@ -19,7 +19,8 @@ in millimetres so that a 0.6 mm and a 6 mm pixel give the same anatomy:
 3. **gas**: any other air inside the body (bowel, stomach, airway outside the lungs).
 4. **bone**: components above ``bone_hu`` with cortical bone: at least ``cortex_share`` of the
    component at or above ``cortical_hu`` (an enhancing kidney reaches it in a few voxels only, the
-   spine of a real CT in about a tenth of its component); contrast-filled vessels rarely reach
+   spine of a real CT in about a tenth of its component), or some voxel there and a mean of at least
+   ``cancellous_hu`` (dense cancellous bone behind a thin or blurred cortex); contrast-filled vessels rarely reach
    ``cortical_hu``, though a vessel that touches a bone joins its component),
    marrow filled: holes up to ``marrow_hole_mm2`` per slice (a vertebral body's, not the pelvic
    inlet's) whose mean is fatty (below ``fat_hu``) or cancellous (above ``marrow_hu``), not the
@@ -60,7 +61,8 @@ class PseudoLabelConfig:
     lung_hole_mm2: float = 150.0
     bone_hu: float = 180.0
     cortical_hu: float = 500.0
-    cortex_share: float = 0.03  # bone: share of a component at or above cortical_hu
+    cortex_share: float = 0.03  # bone: share of a component at or above cortical_hu ...
+    cancellous_hu: float = 250.0  # ... or its mean HU (with some voxel at cortical_hu)
     bone_min_ml: float = 0.05  # a bone component smaller than this (noise, calcification) is not bone
     marrow_hole_mm2: float = 1800.0
     marrow_hu: float = 80.0
@@ -211,7 +213,11 @@ def pseudo_labels(hu: np.ndarray, spacing: tuple[float, float, float],
         # a bone's cortex makes a good share of its component bright; an enhancing kidney or bowel wall
         # reaches cortical_hu only in a few voxels (noise, small vessels)
         n_bright = np.bincount(comps[dense & (smooth >= c.cortical_hu)], minlength=n + 1)
-        keep = (n_bright > 0) & (n_bright >= c.cortex_share * vox) & (vox * voxel_ml >= c.bone_min_ml)
+        # ... or, where the cortex is thin or blurred, cancellous bone dense throughout (an enhancing
+        # kidney averages about 200 HU, a young vertebra 250-350)
+        mean = np.bincount(comps[dense], weights=smooth[dense], minlength=n + 1) / np.maximum(vox, 1)
+        keep = ((n_bright > 0) & ((n_bright >= c.cortex_share * vox) | (mean >= c.cancellous_hu))
+                & (vox * voxel_ml >= c.bone_min_ml))
         keep[0] = False
         bone = keep[comps]
     # the edge at half height between the bone's neighbourhood peak and soft tissue: a blurred cortex
