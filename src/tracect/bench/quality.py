@@ -40,8 +40,8 @@ MODELS = {name: spec.preset for name, spec in SPECS.items()}  # what trains: mod
 REFERENCE_MODEL = "frame-pair"  # TRACE: the model every other is compared with, mask by mask
 # per-mask figures compared between models: (key in metrics.json's case rows, label, format)
 PAIRED = (("dice_mean", "Dice", "{:+.3f}"), ("flow_epe_px", "flow EPE (px)", "{:+.3f}"),
-          ("hu_abs_error_mean", "per-organ |HU median error|", "{:+.1f}"),
-          ("adjacent_dhu_ratio", "adjacent |dHU| / real", "{:+.3f}"), ("z_hf_ratio", "through-plane HF / real", "{:+.3f}"))
+          ("hu_abs_error_mean", "per-organ abs. HU median error", "{:+.1f}"),
+          ("adjacent_dhu_ratio", "adjacent abs. dHU / real", "{:+.3f}"), ("z_hf_ratio", "through-plane HF / real", "{:+.3f}"))
 
 
 def _trained(run: Path) -> dict | None:
