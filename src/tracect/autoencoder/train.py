@@ -13,7 +13,6 @@ from.
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from tracect.autoencoder.losses import autoencoder_loss
 from tracect.autoencoder.model import SliceAutoencoder, count_parameters, decode_all, encode_all
 from tracect.runtime import resolve_device
 from tracect.train.checkpoint import optimizer_from_tensors, save_checkpoint
-from tracect.train.trainer import ProgressBar, TrainState, lr_at
+from tracect.train.trainer import ProgressBar, TrainState, _append_metrics, lr_at
 from tracect.utils.atomic import atomic_path, write_json
 
 METRICS = ("step", "loss", "l1", "gradient", "spectrum", "kl", "lr", "grad_norm", "val_mae_hu", "val_psnr_db",
@@ -167,7 +166,7 @@ class AutoencoderTrainer:
                     self.log(f"step {step}: held-out MAE {val['mae_hu_body']:.1f} HU, PSNR {val['psnr_db']:.2f} dB, "
                              f"HF ratio {val['hf_ratio']:.2f}")
                 bar.set_postfix(step=f"{step}/{max_steps}", l1_hu=f"{m['l1'] * (self.config.model.hu_window[1] - self.config.model.hu_window[0]) / 2:.1f}")
-                _append(self.run_dir / "metrics.csv", row)
+                _append_metrics(self.run_dir / "metrics.csv", row, METRICS)
             if step % tc.checkpoint_every == 0 or last:
                 self.save()
                 saved = step
@@ -177,13 +176,6 @@ class AutoencoderTrainer:
         return self.state
 
 
-def _append(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=METRICS)
-        if new:
-            w.writeheader()
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
 def save_pictures(ae: SliceAutoencoder, unit: np.ndarray, window, path: Path, device="cpu") -> Path:

@@ -482,10 +482,11 @@ def _tensorboard(run_dir: Path, step: int):
     return SummaryWriter(str(run_dir / "tensorboard"), purge_step=step + 1 if step else None)
 
 
-def _append_metrics(path: Path, row: dict) -> None:
+def _append_metrics(path: Path, row: dict, fieldnames=METRICS) -> None:
+    """Append ``row`` to the run's ``metrics.csv`` (the header first when the file is new)."""
     new = not path.exists()
     with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=METRICS)
+        w = csv.DictWriter(f, fieldnames=fieldnames)
         if new:
             w.writeheader()
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
