@@ -192,6 +192,10 @@ def test_bad_masks_get_clear_messages(gen, real_mask):
         gen.generate(Volume(real_mask.array + 0.5, real_mask.affine), "")
     result = gen.generate(real_mask, "", steps=1)
     assert any("body envelope was added" in n for n in result.info["notes"])
+    # the example's TotalSegmentator labels are finer than the model's: generation says which were merged
+    merged = [n for n in result.info["notes"] if n.startswith("labels merged")]
+    assert len(merged) == 1 and "bone <- " in merged[0] and "rib_left_7" in merged[0]
+    assert "kidney <- kidney_right, kidney_left, adrenal_gland_right, adrenal_gland_left;" in merged[0]
 
 
 def test_wrong_dimensionality_is_refused(tiny_run, tmp_path, capsys):

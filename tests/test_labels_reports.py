@@ -63,6 +63,19 @@ def test_user_vocabulary_and_remap_files(tmp_path):
         Vocabulary("x", {1: "a", 2: "a"})
 
 
+def test_remap_says_which_labels_were_merged_and_dropped():
+    t = total()
+    remap = build_remap(t, coarse())
+    present = [0, t.id_of("liver"), t.id_of("kidney_left"), t.id_of("kidney_right"), t.id_of("spleen")]
+    notes = remap.describe(present)
+    assert len(notes) == 1 and "kidney <- kidney_right, kidney_left" in notes[0]  # in source id order
+    assert "liver" not in notes[0] and "spleen" not in notes[0]  # same name in both: nothing merged
+    assert remap.describe([0, t.id_of("liver")]) == []
+    mine = Vocabulary("mine", {1: "liver", 2: "tumour_bed"})
+    notes = build_remap(mine, coarse()).describe([1, 2])
+    assert notes == ["labels with no place in vocabulary 'tracect' (dropped to background): tumour_bed"]
+
+
 def test_organ_folder_merges_to_the_multilabel_mask(tmp_path, real_dir):
     import nibabel as nib
 

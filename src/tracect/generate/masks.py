@@ -58,7 +58,9 @@ def prepare_mask(mask: Volume, source_vocab: Vocabulary, model_vocab: Vocabulary
                         "slices: resample the mask to an axial grid first")
     notes = list(mask.meta.get("notes", []))  # what reading did to it (organ files merged or ignored)
     canon = mask.canonical()
-    labels = build_remap(source_vocab, model_vocab)(canon.array)
+    remap = build_remap(source_vocab, model_vocab)
+    labels = remap(canon.array)
+    notes.extend(remap.describe(np.unique(canon.array)))
     if "body" in model_vocab.labels.values():
         body_id = model_vocab.id_of("body")
         if not np.any(labels == body_id):

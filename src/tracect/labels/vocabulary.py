@@ -194,6 +194,29 @@ class Remap:
             mask = mask.astype(np.int64)  # signed or float ids (checked non-negative above) index the LUT
         return lut[mask]
 
+    def describe(self, present: "np.ndarray | list[int]") -> list[str]:
+        """What the remap does to the source labels ``present`` in a mask, one line per kind: labels
+        folded into a target label of another name (finer than the target vocabulary, e.g. the
+        TotalSegmentator kidneys into ``kidney``), and labels the target has no place for (dropped to
+        background). Empty when every present label maps to a label of the same name."""
+        merged: dict[str, list[str]] = {}
+        dropped: list[str] = []
+        for sid in sorted({int(i) for i in np.asarray(present).ravel()} - {BACKGROUND}):
+            sname = self.source.labels.get(sid, str(sid))
+            tid = self.table.get(sid, 0)
+            if tid == 0:
+                dropped.append(sname)
+            elif self.target.labels[tid] != sname:
+                merged.setdefault(self.target.labels[tid], []).append(sname)
+        out = []
+        if merged:
+            out.append(f"labels merged into the coarser labels of vocabulary '{self.target.name}': "
+                       + "; ".join(f"{t} <- {', '.join(s)}" for t, s in sorted(merged.items())))
+        if dropped:
+            out.append(f"labels with no place in vocabulary '{self.target.name}' (dropped to background): "
+                       + ", ".join(dropped))
+        return out
+
 
 def build_remap(source: Vocabulary, target: Vocabulary,
                 groups: Mapping[str, list[str]] | None = None) -> Remap:
