@@ -103,3 +103,27 @@ def test_label_command_writes_mask_record_and_overlay(real_dir, tmp_path):
     assert record["vocabulary"]["name"] == "tissue" and record["config"] == PseudoLabelConfig().to_json()
     assert record["ml"]["body"] > 1000 and (tmp_path / "o.png").stat().st_size > 10_000
     assert main(["label", str(real_dir / "ct.nii.gz"), "--out", str(out)]) != 0  # no silent overwrite
+
+
+def test_prepare_labels_cases_without_a_mask_from_hu(tmp_path, real_dir, capsys):
+    """`prepare --pseudo-labels`: a CT without a mask is labelled from its HU and remapped to the model's
+    vocabulary (fat and soft tissue -> body, gas -> bowel, vessel -> aorta); without the flag it is skipped."""
+    from tracect.data.cache import PreparedCache
+    from tracect.labels.vocabulary import coarse
+
+    ds = tmp_path / "ds"
+    (ds / "images").mkdir(parents=True)
+    (ds / "images" / "real.nii.gz").symlink_to(real_dir / "ct.nii.gz")  # no mask for it
+    assert main(["prepare", str(ds), "--out", str(tmp_path / "skip"), "--size", "32", "--quiet"]) == 2
+    assert "prepare --pseudo-labels" in capsys.readouterr().out
+    assert main(["prepare", str(ds), "--out", str(tmp_path / "c"), "--size", "32", "--quiet",
+                 "--pseudo-labels"]) == 0
+    cache = PreparedCache(tmp_path / "c")
+    (meta,) = cache.cases
+    assert meta["labels"]["kind"] == "pseudo" and meta["labels"]["ml"]["lung"] > 100
+    assert any("tissue pseudo-labels" in w for w in meta["warnings"])
+    assert any("body <- fat, soft_tissue" in w for w in meta["warnings"])
+    mask, body = np.asarray(cache.case(0).mask), np.asarray(cache.case(0).body) > 0
+    names = {coarse().labels[int(i)] for i in np.unique(mask) if i}
+    assert {"body", "lung", "bone"} <= names <= {"body", "lung", "bone", "bowel", "aorta"}
+    assert np.array_equal(mask > 0, body)  # every body voxel labelled, nothing outside it

@@ -23,6 +23,9 @@ def register(sub) -> None:
                    help="refuse organ-folder files whose names are not labels of the dataset's vocabulary "
                         "(default: merge them into a coarser label or ignore them, with a note), and exit "
                         "non-zero if any case is skipped")
+    p.add_argument("--pseudo-labels", action="store_true",
+                   help="label cases that have no mask from their HU (tracect label: body, lung, gas, bone, "
+                        "fat, soft tissue, enhancing vessels) instead of skipping them")
     p.add_argument("--no-space-check", action="store_true",
                    help="start even if the cache's estimated size exceeds the free disk space")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -56,7 +59,8 @@ def run(args) -> int:
         raise CommandError(str(e)) from None
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     result = prepare_dataset(dataset, args.out, config, workers=args.workers,
-                             progress=not args.quiet, log=log, strict_labels=args.strict)
+                             progress=not args.quiet, log=log, strict_labels=args.strict,
+                             pseudo_labels=args.pseudo_labels)
     print(f"prepared {len(result.prepared)} case(s) into {args.out} "
           f"({result.reused} already done), skipped {len(result.skipped)}")
     for w in result.warnings:

@@ -42,20 +42,42 @@ from tracect.io.volume import Volume
 from tracect.labels.vocabulary import Vocabulary, build_remap, get_vocabulary
 from tracect.utils.atomic import write_json
 
+def pseudo_mask(image: Volume) -> tuple[Volume, dict]:
+    """``tracect label``'s tissue pseudo-labels of ``image`` (vocabulary ``tissue``) on its own grid and
+    axis order, with their record (:func:`tracect.labels.pseudo.pseudo_labels`)."""
+    from tracect.labels.pseudo import PseudoLabelConfig, pseudo_labels
+
+    canonical = image.canonical()
+    config = PseudoLabelConfig()
+    ids, record = pseudo_labels(canonical.array, canonical.spacing, config)
+    mask = canonical.with_array(ids).reorient(image.orientation)
+    mask.meta["notes"] = ["no mask: tissue pseudo-labels from HU (tracect label)"]
+    return mask, {"config": config.to_json(), "ml": record["ml"]}
+
+
 def prepare_case(source: CaseSource, vocabulary: Vocabulary, config: PrepareConfig,
-                 strict_labels: bool = False) -> tuple[dict, dict]:
+                 strict_labels: bool = False, pseudo_labels: bool = False) -> tuple[dict, dict]:
     """Validate and resample one case -> ``(arrays, meta)``; raises :class:`CaseError`.
 
     ``strict_labels``: refuse organ-folder files outside ``vocabulary`` instead of merging or ignoring
-    them (:mod:`tracect.labels.organ_files`)."""
+    them (:mod:`tracect.labels.organ_files`). ``pseudo_labels``: a case without a mask is labelled from
+    its HU (:func:`pseudo_mask`, vocabulary ``tissue``, remapped to the model's like any other mask)
+    instead of being skipped; ``meta["labels"]`` says which cases were."""
     case = source.case_id
     if source.image is None:
         raise CaseError(case, "mask without an image")
-    if source.mask is None:
-        raise CaseError(case, "image without a mask")
+    if source.mask is None and not pseudo_labels:
+        raise CaseError(case, "image without a mask (prepare --pseudo-labels labels such cases from HU)")
+    pseudo = None
     try:
         image = read_volume(source.image)
-        mask = read_mask(source.mask, vocabulary, strict=strict_labels)
+        if source.mask is None:
+            from tracect.labels.vocabulary import tissue
+
+            mask, pseudo = pseudo_mask(image)
+            vocabulary = tissue()
+        else:
+            mask = read_mask(source.mask, vocabulary, strict=strict_labels)
     except VolumeReadError as e:
         raise CaseError(case, str(e)) from None
     check_hu(case, image.array)
@@ -70,7 +92,8 @@ def prepare_case(source: CaseSource, vocabulary: Vocabulary, config: PrepareConf
                             order=0, dtype=np.uint8).array
 
     target = get_vocabulary(config.vocabulary)
-    model_labels = build_remap(vocabulary, target)(labels)
+    remap = build_remap(vocabulary, target)
+    model_labels = remap(labels)
     if "body" in target.labels.values():
         model_labels[(model_labels == 0) & (body > 0)] = target.id_of("body")
     unit = hu_to_unit(hu, config.hu_window)
@@ -83,7 +106,7 @@ def prepare_case(source: CaseSource, vocabulary: Vocabulary, config: PrepareConf
         warnings.append("no report: trains with an empty report")
     if mask.meta.get("overlap_voxels"):
         warnings.append(f"{mask.meta['overlap_voxels']} voxels claimed by several organ files")
-    warnings += mask.meta.get("notes", [])
+    warnings += mask.meta.get("notes", []) + remap.describe(np.unique(labels))
     meta = {
         "case": case, "split": source.split, "report": source.report or "",
         "n_slices": int(shape[0]), "shape": list(shape),
@@ -91,11 +114,13 @@ def prepare_case(source: CaseSource, vocabulary: Vocabulary, config: PrepareConf
         "affine": out.affine.tolist(),  # canonical cache grid -> world RAS mm
         "z_mm": [float(v) for v in out.world(np.stack([np.arange(shape[0]), np.zeros(shape[0]),
                                                           np.zeros(shape[0])], 1))[:, 2]],
-        "source": {"image": str(source.image), "mask": str(source.mask), "shape": list(image.shape),
+        "source": {"image": str(source.image), "mask": str(source.mask) if source.mask else None, "shape": list(image.shape),
                    "spacing": list(image.spacing), "orientation": "".join(image.orientation),
                    "mask_orientation": "".join(mask.orientation), "format": image.meta.get("format"),
                    **({"organ_files": mask.meta["organ_files"]} if "organ_files" in mask.meta else {})},
         "label_voxels": {target.labels[i]: int(c) for i, c in enumerate(counts) if i and c},
+        "labels": ({"kind": "pseudo", "vocabulary": "tissue", **pseudo} if pseudo is not None
+                   else {"kind": "mask", "vocabulary": vocabulary.name}),
         "warnings": warnings, "config_digest": config.digest(), "tracect_version": __version__,
     }
     arrays = {"image": unit.astype(np.float16), "mask": model_labels.astype(np.uint8),
@@ -119,9 +144,9 @@ def _write_case(cases_dir: Path, arrays: dict, meta: dict) -> None:
 
 
 def _worker(source: CaseSource, vocabulary: Vocabulary, config: PrepareConfig, cases_dir: Path,
-            strict_labels: bool = False):
+            strict_labels: bool = False, pseudo_labels: bool = False):
     try:
-        arrays, meta = prepare_case(source, vocabulary, config, strict_labels)
+        arrays, meta = prepare_case(source, vocabulary, config, strict_labels, pseudo_labels)
     except CaseError as e:
         return source.case_id, None, e.problem
     except Exception as e:  # a reader bug must not lose the other cases
@@ -151,9 +176,10 @@ class PrepareResult:
 
 
 def prepare_dataset(dataset: str | Path | Dataset, out: str | Path, config: PrepareConfig = PrepareConfig(),
-                    workers: int = 1, progress: bool = True, log=print, strict_labels: bool = False) -> PrepareResult:
+                    workers: int = 1, progress: bool = True, log=print, strict_labels: bool = False,
+                    pseudo_labels: bool = False) -> PrepareResult:
     """Prepare every valid case of ``dataset`` into the cache ``out``; bad cases are skipped and listed.
-    ``strict_labels`` as in :func:`prepare_case`."""
+    ``strict_labels`` and ``pseudo_labels`` as in :func:`prepare_case`."""
     from tqdm import tqdm
 
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
@@ -184,13 +210,14 @@ def prepare_dataset(dataset: str | Path | Dataset, out: str | Path, config: Prep
     outcomes = []
     if workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_worker, s, ds.vocabulary, config, cases_dir, strict_labels) for s in todo]
+            futures = [pool.submit(_worker, s, ds.vocabulary, config, cases_dir, strict_labels, pseudo_labels)
+                       for s in todo]
             for fut in as_completed(futures):
                 outcomes.append(fut.result())
                 bar.update()
     else:
         for s in todo:
-            outcomes.append(_worker(s, ds.vocabulary, config, cases_dir, strict_labels))
+            outcomes.append(_worker(s, ds.vocabulary, config, cases_dir, strict_labels, pseudo_labels))
             bar.update()
     bar.close()
     for case, meta, problem in outcomes:

@@ -130,6 +130,16 @@ COARSE_GROUPS: dict[str, list[str]] = {
 }
 
 
+# The ``tissue`` pseudo-labels in the ``tracect`` vocabulary, so that pseudo-labelled real CT, phantoms and
+# TotalSegmentator masks train and drive one model: fat and soft tissue are what ``body`` stands for
+# (tissue with no organ label; HU cannot tell the organs apart), gas inside the body is bowel or stomach
+# gas (airways join the lungs' component), and the enhancing-vessel class becomes ``aorta``, the label
+# whose HU follows the contrast phase (it also takes veins and enhancing kidneys when contrast fills them).
+TISSUE_GROUPS: dict[str, list[str]] = {
+    "body": ["fat", "soft_tissue"], "lung": ["lung"], "bowel": ["gas"], "bone": ["bone"], "aorta": ["vessel"],
+}
+
+
 def coarse_group_of(name: str) -> str | None:
     """The :data:`COARSE_GROUPS` entry a label name belongs to (the first that matches), or ``None``."""
     if name in COARSE_GROUPS:
@@ -223,11 +233,14 @@ def build_remap(source: Vocabulary, target: Vocabulary,
     """Remap ``source`` -> ``target``.
 
     ``groups`` maps each target name to source-name patterns; without it, labels are matched by
-    identical names, and ``total`` -> ``tracect`` uses :data:`COARSE_GROUPS`. Source labels that no
+    identical names, ``tissue`` -> ``tracect`` uses :data:`TISSUE_GROUPS` and any other vocabulary ->
+    ``tracect`` :data:`COARSE_GROUPS`. Source labels that no
     group claims map to background and are listed in ``Remap.table`` as 0.
     """
     if groups is None:
-        if target.name == "tracect":
+        if source.name == "tissue" and target.name == "tracect":
+            groups = TISSUE_GROUPS
+        elif target.name == "tracect":
             groups = COARSE_GROUPS
         else:
             groups = {n: [n] for n in target.labels.values()}
