@@ -120,6 +120,9 @@ def test_autoencoder_evaluate_reports_figures_at_two_sizes(latent_setup, tmp_pat
         f = r["cases"]["ct"][size]
         assert f["slices"] > 10 and f["mae_hu_body"] > 0 and np.isfinite(f["psnr_db"]) and f["hf_ratio"] > 0
         assert (tmp_path / f"ct_{size}.png").stat().st_size > 1000 and (tmp_path / f"ct_{size}_spectrum.png").exists()
+        # the yardstick keeps as many values as the latent (4 channels at /4: half the pixels per axis)
+        y = f["yardstick_resized"]
+        assert y["size"] == int(size) // 2 and 0 < y["mae_hu_body"] < 200 and 0 < y["hf_ratio"] < 1
 
 
 def test_latent_model_generates_at_the_slices_full_size(latent_setup, real_dir):

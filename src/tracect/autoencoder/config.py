@@ -76,7 +76,7 @@ class AETrainConfig:
     ema_decay: float = 0.999
     l1_weight: float = 1.0  # |x - x_hat| in the window's units (x 1536 = HU for the default window)
     gradient_weight: float = 1.0  # |grad x - grad x_hat|: edges and fine texture
-    spectrum_weight: float = 0.1  # |log(1 + |F x|) - log(1 + |F x_hat|)|: the power at every frequency
+    spectrum_weight: float = 0.1  # |log(eps + |F x|) - log(eps + |F x_hat|)|: the power at every frequency
     kl_weight: float = 1e-6
     body_fraction: float = 0.5  # crops whose centre must lie in the body (the rest anywhere)
     holdout: tuple[str, ...] = ()  # case ids kept out of training (judged on; validation pictures)

@@ -45,6 +45,10 @@ def evaluate_autoencoder(ae, data, case: str | None, sizes, out: Path) -> dict:
             keep = body.reshape(len(body), -1).mean(1) >= 0.05  # slices that show the body
             unit, body = unit[keep], body[keep]
             figs = reconstruction_figures(ae.model, unit, body, cfg.hu_window, device=device)
+            # the yardstick: no learning, the same number of values as the latent (the slice resized to
+            # it and back), scored by the same figures
+            keep_px = int(round(size * (cfg.latent_channels / cfg.factor ** 2) ** 0.5))
+            figs["yardstick_resized"] = {"size": keep_px, **resize_figures(unit, body, keep_px, cfg.hu_window)}
             result["cases"].setdefault(case_id, {})[str(size)] = figs
             save_pictures(ae.model, unit[np.linspace(0, len(unit) - 1, 3).round().astype(int)], cfg.hu_window,
                           out / f"{case_id}_{size}.png", device=device)
@@ -53,6 +57,21 @@ def evaluate_autoencoder(ae, data, case: str | None, sizes, out: Path) -> dict:
                           out / f"{case_id}_{size}_spectrum.png", f"{case_id}, {size}x{size}")
     write_json(out / "autoencoder_eval.json", result)
     return result
+
+
+def resize_figures(unit: np.ndarray, body: np.ndarray, size: int, window) -> dict:
+    """The figures of :func:`tracect.autoencoder.train.reconstruction_figures` for slices ``(N, S, S)``
+    resized to ``size``² (antialiased bilinear) and back (bicubic): what keeping that many values per
+    slice gives without any learning."""
+    import torch
+    import torch.nn.functional as F
+
+    from tracect.autoencoder.train import figures_of
+
+    x = torch.from_numpy(np.asarray(unit, np.float32))[:, None]
+    small = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    back = F.interpolate(small, size=x.shape[-2:], mode="bicubic", align_corners=False).clamp(-1, 1)
+    return figures_of(np.asarray(unit, np.float32), back[:, 0].numpy(), body, window)
 
 
 def _spectra_plot(real, rec, path: Path, title: str) -> None:

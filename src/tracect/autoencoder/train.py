@@ -39,9 +39,15 @@ def reconstruction_figures(ae: SliceAutoencoder, unit: np.ndarray, body: np.ndar
     """How well ``ae`` reconstructs whole slices ``(N, S, S)`` in [-1, 1]: MAE inside the body (HU), PSNR
     over the window's range (dB), SSIM inside the body, and the high-frequency power ratio (top third of
     the spatial frequencies, reconstruction over real, on the body's bounding box)."""
+    rec = decode_all(ae, encode_all(ae, unit, batch, device), batch, device)
+    return figures_of(np.asarray(unit, np.float32), rec, body, window)
+
+
+def figures_of(unit: np.ndarray, rec: np.ndarray, body: np.ndarray, window) -> dict:
+    """The figures of :func:`reconstruction_figures` for given real and reconstructed slices ``(N, S, S)``
+    in [-1, 1]."""
     from tracect.evaluate import metrics as M
 
-    rec = decode_all(ae, encode_all(ae, unit, batch, device), batch, device)
     span = window[1] - window[0]
     hu_real, hu_rec = (np.asarray(unit, np.float32) + 1) / 2 * span + window[0], (rec + 1) / 2 * span + window[0]
     ys, xs = np.where(body.any(0))
