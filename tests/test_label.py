@@ -122,7 +122,7 @@ def test_prepare_labels_cases_without_a_mask_from_hu(tmp_path, real_dir, capsys)
     (meta,) = cache.cases
     assert meta["labels"]["kind"] == "pseudo" and meta["labels"]["ml"]["lung"] > 100
     assert any("tissue pseudo-labels" in w for w in meta["warnings"])
-    assert any("body <- fat, soft_tissue" in w for w in meta["warnings"])
+    assert any("body <- fat, soft_tissue" in n for n in meta["labels"]["remap"])
     mask, body = np.asarray(cache.case(0).mask), np.asarray(cache.case(0).body) > 0
     names = {coarse().labels[int(i)] for i in np.unique(mask) if i}
     assert {"body", "lung", "bone"} <= names <= {"body", "lung", "bone", "bowel", "aorta"}

@@ -106,7 +106,7 @@ def prepare_case(source: CaseSource, vocabulary: Vocabulary, config: PrepareConf
         warnings.append("no report: trains with an empty report")
     if mask.meta.get("overlap_voxels"):
         warnings.append(f"{mask.meta['overlap_voxels']} voxels claimed by several organ files")
-    warnings += mask.meta.get("notes", []) + remap.describe(np.unique(labels))
+    warnings += mask.meta.get("notes", [])
     meta = {
         "case": case, "split": source.split, "report": source.report or "",
         "n_slices": int(shape[0]), "shape": list(shape),
@@ -119,8 +119,11 @@ def prepare_case(source: CaseSource, vocabulary: Vocabulary, config: PrepareConf
                    "mask_orientation": "".join(mask.orientation), "format": image.meta.get("format"),
                    **({"organ_files": mask.meta["organ_files"]} if "organ_files" in mask.meta else {})},
         "label_voxels": {target.labels[i]: int(c) for i, c in enumerate(counts) if i and c},
-        "labels": ({"kind": "pseudo", "vocabulary": "tissue", **pseudo} if pseudo is not None
-                   else {"kind": "mask", "vocabulary": vocabulary.name}),
+        # where the labels came from, and what the remap to the model's vocabulary merged (routine, so
+        # not a warning: TotalSegmentator's kidneys become `kidney`)
+        "labels": {**({"kind": "pseudo", "vocabulary": "tissue", **pseudo} if pseudo is not None
+                      else {"kind": "mask", "vocabulary": vocabulary.name}),
+                   "remap": remap.describe(np.unique(labels))},
         "warnings": warnings, "config_digest": config.digest(), "tracect_version": __version__,
     }
     arrays = {"image": unit.astype(np.float16), "mask": model_labels.astype(np.uint8),
