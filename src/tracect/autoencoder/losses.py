@@ -3,9 +3,10 @@
 - L1 on intensities (in the window's units; times ``(hi - lo) / 2`` it is HU): a robust fidelity term
   that, unlike a squared error, does not settle for the blurred mean of what it cannot place exactly;
 - L1 on the image gradients (horizontal and vertical differences): edges and fine texture;
-- L1 on the log amplitude spectrum (a relative error per frequency): the power at every spatial frequency, so that the noise and texture
-  a CT shows are kept rather than smoothed away (a blur lowers the high frequencies; this term sees it
-  even where the L1 barely moves);
+- L1 on the log amplitude spectrum (a relative error per frequency): the power at every spatial
+  frequency, so that the noise and texture a CT shows are kept rather than smoothed away (a blur lowers
+  the high frequencies; this term sees it even where the L1 barely moves). It can be lowered by texture
+  that has the right power at the wrong place as well: its weight trades MAE against sharpness;
 - the KL divergence of the latent from a standard normal, weighted very little: it keeps the latent
   well-scaled for diffusion without costing detail.
 """

@@ -39,8 +39,9 @@ from tracect.data.resample import resample_to_grid
 from tracect.data.validate import CaseError, check_hu, check_pair
 from tracect.io.readers import VolumeReadError, read_mask, read_volume
 from tracect.io.volume import Volume
-from tracect.labels.vocabulary import Vocabulary, build_remap, get_vocabulary
+from tracect.labels.vocabulary import Vocabulary, build_remap, get_vocabulary, tissue
 from tracect.utils.atomic import write_json
+
 
 def pseudo_mask(image: Volume) -> tuple[Volume, dict]:
     """``tracect label``'s tissue pseudo-labels of ``image`` (vocabulary ``tissue``) on its own grid and
@@ -72,8 +73,6 @@ def prepare_case(source: CaseSource, vocabulary: Vocabulary, config: PrepareConf
     try:
         image = read_volume(source.image)
         if source.mask is None:
-            from tracect.labels.vocabulary import tissue
-
             mask, pseudo = pseudo_mask(image)
             vocabulary = tissue()
         else:
@@ -114,7 +113,8 @@ def prepare_case(source: CaseSource, vocabulary: Vocabulary, config: PrepareConf
         "affine": out.affine.tolist(),  # canonical cache grid -> world RAS mm
         "z_mm": [float(v) for v in out.world(np.stack([np.arange(shape[0]), np.zeros(shape[0]),
                                                           np.zeros(shape[0])], 1))[:, 2]],
-        "source": {"image": str(source.image), "mask": str(source.mask) if source.mask else None, "shape": list(image.shape),
+        "source": {"image": str(source.image), "mask": str(source.mask) if source.mask else None,
+                   "shape": list(image.shape),
                    "spacing": list(image.spacing), "orientation": "".join(image.orientation),
                    "mask_orientation": "".join(mask.orientation), "format": image.meta.get("format"),
                    **({"organ_files": mask.meta["organ_files"]} if "organ_files" in mask.meta else {})},
