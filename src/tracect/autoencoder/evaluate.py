@@ -27,7 +27,7 @@ def evaluate_autoencoder(ae, data, case: str | None, sizes, out: Path) -> dict:
     picture and a spectrum plot per case and size."""
     from tracect.autoencoder.data import volume_on_grid
     from tracect.autoencoder.model import decode_all, encode_all
-    from tracect.autoencoder.train import reconstruction_figures, save_pictures
+    from tracect.autoencoder.train import figures_of, save_pictures
     from tracect.evaluate.metrics import radial_power_spectrum
     from tracect.utils.atomic import write_json
 
@@ -43,8 +43,9 @@ def evaluate_autoencoder(ae, data, case: str | None, sizes, out: Path) -> dict:
                 raise ValueError(f"size {size} is not a multiple of the autoencoder's factor {cfg.factor}")
             unit, body = volume_on_grid(path, size, cfg.hu_window)
             keep = body.reshape(len(body), -1).mean(1) >= 0.05  # slices that show the body
-            unit, body = unit[keep], body[keep]
-            figs = reconstruction_figures(ae.model, unit, body, cfg.hu_window, device=device)
+            unit, body = unit[keep].astype(np.float32), body[keep]
+            rec = decode_all(ae.model, encode_all(ae.model, unit, 8, device), 8, device)  # once: figures, spectra
+            figs = figures_of(unit, rec, body, cfg.hu_window)
             # the yardstick: no learning, the same number of values as the latent (the slice resized to
             # it and back), scored by the same figures
             keep_px = int(round(size * (cfg.latent_channels / cfg.factor ** 2) ** 0.5))
@@ -52,8 +53,7 @@ def evaluate_autoencoder(ae, data, case: str | None, sizes, out: Path) -> dict:
             result["cases"].setdefault(case_id, {})[str(size)] = figs
             save_pictures(ae.model, unit[np.linspace(0, len(unit) - 1, 3).round().astype(int)], cfg.hu_window,
                           out / f"{case_id}_{size}.png", device=device)
-            rec = decode_all(ae.model, encode_all(ae.model, unit, 8, device), 8, device)
-            _spectra_plot(radial_power_spectrum(unit.astype(np.float32)), radial_power_spectrum(rec),
+            _spectra_plot(radial_power_spectrum(unit), radial_power_spectrum(rec),
                           out / f"{case_id}_{size}_spectrum.png", f"{case_id}, {size}x{size}")
     write_json(out / "autoencoder_eval.json", result)
     return result
@@ -71,7 +71,7 @@ def resize_figures(unit: np.ndarray, body: np.ndarray, size: int, window) -> dic
     x = torch.from_numpy(np.asarray(unit, np.float32))[:, None]
     small = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     back = F.interpolate(small, size=x.shape[-2:], mode="bicubic", align_corners=False).clamp(-1, 1)
-    return figures_of(np.asarray(unit, np.float32), back[:, 0].numpy(), body, window)
+    return figures_of(unit, back[:, 0].numpy(), body, window)
 
 
 def _spectra_plot(real, rec, path: Path, title: str) -> None:

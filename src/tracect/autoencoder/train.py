@@ -27,7 +27,7 @@ from tracect.autoencoder.losses import autoencoder_loss
 from tracect.autoencoder.model import SliceAutoencoder, count_parameters, decode_all, encode_all
 from tracect.runtime import resolve_device
 from tracect.train.checkpoint import optimizer_from_tensors, save_checkpoint
-from tracect.train.trainer import ProgressBar, TrainState, _append_metrics, lr_at
+from tracect.train.trainer import ProgressBar, TrainState, append_metrics, lr_at
 from tracect.utils.atomic import atomic_path, write_json
 
 METRICS = ("step", "loss", "l1", "gradient", "spectrum", "kl", "lr", "grad_norm", "val_mae_hu", "val_psnr_db",
@@ -40,7 +40,7 @@ def reconstruction_figures(ae: SliceAutoencoder, unit: np.ndarray, body: np.ndar
     over the window's range (dB), SSIM inside the body, and the high-frequency power ratio (top third of
     the spatial frequencies, reconstruction over real, on the body's bounding box)."""
     rec = decode_all(ae, encode_all(ae, unit, batch, device), batch, device)
-    return figures_of(np.asarray(unit, np.float32), rec, body, window)
+    return figures_of(unit, rec, body, window)
 
 
 def figures_of(unit: np.ndarray, rec: np.ndarray, body: np.ndarray, window) -> dict:
@@ -48,11 +48,12 @@ def figures_of(unit: np.ndarray, rec: np.ndarray, body: np.ndarray, window) -> d
     in [-1, 1]."""
     from tracect.evaluate import metrics as M
 
+    unit = np.asarray(unit, np.float32)
     span = window[1] - window[0]
-    hu_real, hu_rec = (np.asarray(unit, np.float32) + 1) / 2 * span + window[0], (rec + 1) / 2 * span + window[0]
+    hu_real, hu_rec = (unit + 1) / 2 * span + window[0], (rec + 1) / 2 * span + window[0]
     ys, xs = np.where(body.any(0))
     box = (slice(None), slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)) if len(ys) else (slice(None),) * 3
-    ssim = [M.ssim2d(a, b, 2.0, m) for a, b, m in zip(np.asarray(unit, np.float32), rec, body) if m.sum() >= 20]
+    ssim = [M.ssim2d(a, b, 2.0, m) for a, b, m in zip(unit, rec, body) if m.sum() >= 20]
     return {"slices": int(len(unit)), "mae_hu_body": float(np.abs(hu_rec - hu_real)[body].mean()),
             "psnr_db": M.psnr(hu_rec, hu_real, span), "ssim_body": float(np.mean(ssim)) if ssim else float("nan"),
             "hf_ratio": M.high_frequency_ratio(hu_rec[box], hu_real[box])}
@@ -172,7 +173,7 @@ class AutoencoderTrainer:
                     self.log(f"step {step}: held-out MAE {val['mae_hu_body']:.1f} HU, PSNR {val['psnr_db']:.2f} dB, "
                              f"HF ratio {val['hf_ratio']:.2f}")
                 bar.set_postfix(step=f"{step}/{max_steps}", l1_hu=f"{m['l1'] * (self.config.model.hu_window[1] - self.config.model.hu_window[0]) / 2:.1f}")
-                _append_metrics(self.run_dir / "metrics.csv", row, METRICS)
+                append_metrics(self.run_dir / "metrics.csv", row, METRICS)
             if step % tc.checkpoint_every == 0 or last:
                 self.save()
                 saved = step
@@ -180,8 +181,6 @@ class AutoencoderTrainer:
         if saved != self.state.step:
             self.save()
         return self.state
-
-
 
 
 def save_pictures(ae: SliceAutoencoder, unit: np.ndarray, window, path: Path, device="cpu") -> Path:

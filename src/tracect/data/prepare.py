@@ -44,14 +44,15 @@ from tracect.utils.atomic import write_json
 
 
 def pseudo_mask(image: Volume) -> tuple[Volume, dict]:
-    """``tracect label``'s tissue pseudo-labels of ``image`` (vocabulary ``tissue``) on its own grid and
-    axis order, with their record (:func:`tracect.labels.pseudo.pseudo_labels`)."""
+    """``tracect label``'s tissue pseudo-labels of ``image`` (vocabulary ``tissue``) on its grid (in the
+    canonical axis order: the pair is matched in world coordinates), with their record
+    (:func:`tracect.labels.pseudo.pseudo_labels`)."""
     from tracect.labels.pseudo import PseudoLabelConfig, pseudo_labels
 
     canonical = image.canonical()
     config = PseudoLabelConfig()
     ids, record = pseudo_labels(canonical.array, canonical.spacing, config)
-    mask = canonical.with_array(ids).reorient(image.orientation)
+    mask = canonical.with_array(ids)
     mask.meta["notes"] = ["no mask: tissue pseudo-labels from HU (tracect label)"]
     return mask, {"config": config.to_json(), "ml": record["ml"]}
 

@@ -399,7 +399,7 @@ class Trainer:
                        "steps_per_s": rate, "windows_per_s": rate * self.layout.global_batch,
                        "elapsed_s": self.state.elapsed_s}
                 bar.set_postfix(step=f"{step}/{max_steps}", loss=f"{m['loss']:.4f}", flow=f"{m['loss_flow']:.4f}")
-                _append_metrics(metrics_path, row)
+                append_metrics(metrics_path, row)
                 if writer is not None:
                     for k, v in row.items():
                         if k != "step":
@@ -482,7 +482,7 @@ def _tensorboard(run_dir: Path, step: int):
     return SummaryWriter(str(run_dir / "tensorboard"), purge_step=step + 1 if step else None)
 
 
-def _append_metrics(path: Path, row: dict, fieldnames=METRICS) -> None:
+def append_metrics(path: Path, row: dict, fieldnames=METRICS) -> None:
     """Append ``row`` to the run's ``metrics.csv`` (the header first when the file is new)."""
     new = not path.exists()
     with open(path, "a", newline="") as f:
