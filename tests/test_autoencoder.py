@@ -38,6 +38,28 @@ def test_shapes_and_factor():
     assert load_ae_config("ae-gpu").model.latent_size == 128
 
 
+def test_training_ends_on_whole_slices():
+    """Crops with their own warm-up and decay, then whole slices at as many pixels per step, the rate
+    decayed on from where the crops left it; the crop phase's schedule does not depend on what follows."""
+    from tracect.autoencoder.train import phase_at
+    from tracect.train.trainer import lr_at
+
+    cfg = load_ae_config("ae-cpu")
+    tc = cfg.train
+    end = tc.max_steps - tc.full_slice_steps
+    assert end == 7000 and phase_at(0, cfg)[:2] == (128, 16)
+    assert phase_at(end, cfg)[:2] == (256, 4)  # 4 x 256² = 16 x 128² pixels per step
+    crops_only = cfg.replace(train={"max_steps": end, "full_slice_steps": 0})
+    for step in (0, 100, 3000, end - 1):
+        assert phase_at(step, cfg) == phase_at(step, crops_only)
+        assert phase_at(step, cfg)[2] == pytest.approx(lr_at(step, crops_only.train))
+    lrs = [phase_at(s, cfg)[2] for s in range(end, tc.max_steps)]
+    assert lrs[0] == pytest.approx(tc.lr / 10) and lrs[-1] == pytest.approx(tc.lr / 100, rel=0.01)
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    with pytest.raises(ValueError, match="full_slice_steps"):
+        cfg.replace(train={"full_slice_steps": tc.max_steps})
+
+
 def test_label_fractions_keep_thin_structures():
     labels = torch.zeros(2, 8, 8, dtype=torch.uint8)
     labels[:, 2, :] = 5  # a one-pixel line: nearest-neighbour downsampling by 4 would miss it

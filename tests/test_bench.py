@@ -41,6 +41,30 @@ def test_efficiency_bench_measures_each_model_in_a_subprocess(tmp_path):
     assert "| 3d | parallel (overlap 8, chunk 1, window 32) | 8 | 1 |" in md
 
 
+def test_efficiency_bench_measures_a_latent_model_at_the_slices_size(tmp_path, capsys):
+    """A latent frame pair is measured at the slices' size (its frames are latents a quarter of it) from a
+    mask of any size, its decoding in the finishing stage; a pixel model can be given larger masks."""
+    from tracect.bench.measure import in_fresh_process
+
+    def one(model, preset, size, mask_size):
+        spec = {"model": model, "preset": preset, "mode": "sequential", "n": 6, "size": size, "mask_size": mask_size,
+                "steps": 1, "device": "cpu", "threads": 1, "repeats": 1}
+        r = in_fresh_process("tracect.bench.efficiency", ["--one", json.dumps(spec)], timeout=600)
+        assert r.status == "ok", r.note
+        return r.value
+
+    latent = one("frame-pair-latent", "tiny-latent", 32, 32)
+    pixel = one("frame-pair", "tiny", 16, 32)
+    for row in (latent, pixel):
+        assert row["slices_generated"] == 6 and row["finish_working_mib"] >= 0 and row["seconds"] > 0
+    # the latent model's result: 32² slices on the mask's grid, from 8² latent frames
+    assert latent["arrays_mib"] > 0 and latent["flops"] > 0
+    from tracect.cli.main import main
+
+    assert main(["bench", "efficiency", "--only", "frame-pair-latent:parallel", "--out", str(tmp_path)]) != 0
+    assert "not among" in capsys.readouterr().err
+
+
 def test_efficiency_ratios_take_each_side_at_its_best():
     from tracect.bench.efficiency import markdown, ratios
 
@@ -134,6 +158,37 @@ def test_quality_bench_smoke(tmp_path):
     assert r["paired"]["3d"]["dice_mean"]["n"] == 3
     table = (tmp_path / "q" / "quality.md").read_text()
     assert "flow EPE of a frozen volume" in table and "n=3" in table and "Paired differences" in table
+
+
+@pytest.mark.slow
+def test_quality_bench_judges_a_latent_model_beside_the_pixel_one(tmp_path):
+    """A latent frame pair trains on the same cases prepared at its autoencoder's size and encoded by it,
+    and is judged on the same held-out masks, paired with the pixel frame pair, sharpness included."""
+    from tracect.bench.quality import run_quality
+    from tracect.cli.main import main
+    from tracect.phantom import PhantomConfig, write_dataset
+
+    write_dataset(tmp_path / "ph", 2, seed=5, config=PhantomConfig(size=32, slices=(12, 16)), progress=False)
+    assert main(["autoencoder", "train", "--data", str(tmp_path / "ph"), "--config", "ae-tiny",
+                 "--out", str(tmp_path / "ae"), "--quiet"]) == 0
+    presets = {}
+    for name, preset, size in (("frame-pair", "tiny", 32), ("frame-pair-latent", "tiny-latent", 8)):
+        cfg = load_config(preset).replace(model={"image_size": size}, train={"max_steps": 3})
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg.to_json()))
+        presets[name] = str(tmp_path / f"{name}.yaml")
+    r = run_quality(tmp_path / "q", minutes=0.05, cases=4, heldout=3, segmenter_cases=4, presets=presets, size=32,
+                    threads=1, log=None, probe_seconds=5, autoencoder=tmp_path / "ae",
+                    segmenter={"max_steps": 5, "max_minutes": None, "features": (8, 8, 8, 16, 16, 8)})
+    latent = json.loads((tmp_path / "q" / "latent_cache32" / "latent.json").read_text())
+    assert latent["factor"] == 4 and r["autoencoder"] == str(tmp_path / "ae")
+    assert not (tmp_path / "q" / "cache32" / "latent.json").exists()  # the pixel cache stays as it was
+    assert set(r["models"]) == {"frame-pair", "frame-pair-latent"}
+    for name, m in r["models"].items():
+        assert m["dice_mean"]["n"] == 3 and m["inplane_hf_ratio"]["n"] == 3, name
+        assert m["inplane_hf_ratio"]["mean"] > 0
+    paired = r["paired"]["frame-pair-latent"]
+    assert paired["dice_mean"]["n"] == 3 and paired["inplane_hf_ratio"]["n"] == 3
+    assert "in-plane HF power" in (tmp_path / "q" / "quality.md").read_text()
 
 
 def test_quality_table_shows_a_missing_interval_as_such():

@@ -97,6 +97,25 @@ def test_coherence_yardsticks_known_answers():
     assert np.isnan(M.through_plane_hf(flicker[:4], body[:4]))  # too few slices to say
 
 
+def test_inplane_sharpness_known_answers():
+    """A volume against itself scores 1; blurred in-plane, or made on a coarse grid and blown up, far
+    less; the body's box is what counts (the air around it does not)."""
+    from scipy.ndimage import gaussian_filter, zoom
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(0, 30, (6, 64, 64)).astype(np.float32) + 40
+    body = np.zeros(real.shape, bool)
+    body[:, 8:56, 8:56] = True
+    blurred = gaussian_filter(real, (0, 1.5, 1.5))
+    coarse = zoom(zoom(real, (1, 0.25, 0.25), order=1), (1, 4, 4), order=1)
+    assert M.inplane_hf_ratio(real, real, body) == pytest.approx(1.0)
+    assert M.inplane_hf_ratio(blurred, real, body) < 0.05 and M.inplane_hf_ratio(coarse, real, body) < 0.1
+    noisy_air = real.copy()
+    noisy_air[:, :4] += rng.normal(0, 500, (6, 4, 64))  # outside the body's box: not counted
+    assert M.inplane_hf_ratio(noisy_air, real, body) == pytest.approx(1.0)
+    assert np.isnan(M.inplane_hf_ratio(real, real, np.zeros_like(body)))
+
+
 def test_memorisation_ncc_finds_a_copied_slice():
     rng = np.random.default_rng(1)
     vol = rng.uniform(-1, 1, (6, 64, 64)).astype(np.float32)
@@ -178,6 +197,7 @@ def test_controls_move_the_metrics_the_expected_way(real_eval):
     assert c["flow_epe_px"] == pytest.approx(0.0, abs=1e-6)
     assert c["warp_error"] == pytest.approx(c["warp_error_reference"], abs=1e-9)
     assert c["hu_abs_error_mean"] == pytest.approx(0.0, abs=1.0)
+    assert c["inplane_hf_ratio"] == pytest.approx(1.0)
 
     rng = np.random.default_rng(0)
     shuffled = _evaluate_one(real_eval, "shuffled", lambda a: a[rng.permutation(len(a))])

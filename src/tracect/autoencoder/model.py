@@ -65,9 +65,11 @@ def encode_all(ae: SliceAutoencoder, unit: np.ndarray, batch: int = 8, device="c
 
 @torch.no_grad()
 def decode_all(ae: SliceAutoencoder, latents: np.ndarray, batch: int = 8, device="cpu") -> np.ndarray:
-    """Slices ``(N, S, S)`` in [-1, 1] from latents ``(N, C, s, s)``, ``batch`` at a time."""
-    out = []
+    """Slices ``(N, S, S)`` in [-1, 1] from latents ``(N, C, s, s)``, ``batch`` at a time, written into
+    one array (no second copy of the volume)."""
+    f = ae.config.factor
+    out = np.empty((len(latents), latents.shape[-2] * f, latents.shape[-1] * f), np.float32)
     for i in range(0, len(latents), batch):
         z = torch.from_numpy(np.asarray(latents[i:i + batch], np.float32)).to(device)
-        out.append(ae.decode(z).clamp(-1, 1)[:, 0].float().cpu().numpy())
-    return np.concatenate(out)
+        out[i:i + batch] = ae.decode(z).clamp(-1, 1)[:, 0].float().cpu().numpy()
+    return out

@@ -13,7 +13,9 @@ from.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -57,6 +59,21 @@ def figures_of(unit: np.ndarray, rec: np.ndarray, body: np.ndarray, window) -> d
     return {"slices": int(len(unit)), "mae_hu_body": float(np.abs(hu_rec - hu_real)[body].mean()),
             "psnr_db": M.psnr(hu_rec, hu_real, span), "ssim_body": float(np.mean(ssim)) if ssim else float("nan"),
             "hf_ratio": M.high_frequency_ratio(hu_rec[box], hu_real[box])}
+
+
+def phase_at(step: int, config: AERunConfig) -> tuple[int, int, float]:
+    """``(crop, batch, lr)`` of training step ``step``. Crops first, with warm-up and cosine decay to
+    ``lr / 10`` at the end of that phase; then ``full_slice_steps`` on whole slices, as many pixels per
+    step (batch ``batch_size * crop² / image_size²``), the rate decayed on from ``lr / 10`` to ``lr / 100``.
+    The first phase's schedule ends where it ends, whatever follows: a run extended by a whole-slice
+    phase (``--resume`` with a larger ``max_steps``) is the run that recipe makes from scratch."""
+    tc, size = config.train, config.model.image_size
+    crop_end = tc.max_steps - tc.full_slice_steps
+    if step < crop_end:
+        return tc.crop, tc.batch_size, lr_at(step, dataclasses.replace(tc, max_steps=crop_end))
+    progress = (step - crop_end) / tc.full_slice_steps
+    lr = tc.lr * (0.01 + 0.09 * 0.5 * (1 + math.cos(math.pi * progress)))
+    return size, max(1, round(tc.batch_size * tc.crop ** 2 / size ** 2)), lr
 
 
 class AutoencoderTrainer:
@@ -127,10 +144,10 @@ class AutoencoderTrainer:
     def train_step(self) -> dict:
         tc = self.config.train
         self.model.train()
-        lr = lr_at(self.state.step, tc)
+        crop, batch, lr = phase_at(self.state.step, self.config)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x = self.bank.sample(tc.batch_size, tc.crop, self.generator, tc.body_fraction).to(self.device)
+        x = self.bank.sample(batch, crop, self.generator, tc.body_fraction).to(self.device)
         x_hat, mu, sigma = self.model(x, self.generator)
         loss, terms = autoencoder_loss(x_hat, x, mu, sigma, tc)
         self.optimizer.zero_grad(set_to_none=True)

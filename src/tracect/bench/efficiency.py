@@ -44,6 +44,9 @@ from tracect.bench.specs import FRAME_MODELS, MODELS, compact
 # leanest)
 MEASURED = (("frame-pair", "sequential"), ("frame-pair", "parallel"), ("frame-4", "sequential"),
             ("frame-4", "parallel"), ("3d", "sequential"), ("3d", "parallel"))
+# measured when asked for (``--only``): the frame pair in a slice autoencoder's latent space, at the
+# slices' size (``--size 256``: 64² latent frames, decoded to 256² slices)
+OPTIONAL = (("frame-pair-latent", "sequential"),)
 REPORT = ("Contrast-enhanced CT of the abdomen, arterial phase. Normal liver size and attenuation. "
           "No focal hepatic lesion. The spleen is normal in size.")
 
@@ -58,12 +61,35 @@ def _generator(preset: str, size: int, device: str, text_encoder: str | None = N
     from tracect.model.denoiser import FrameDenoiser
 
     cfg = load_config(preset)
-    cfg = cfg.replace(model={"image_size": size, **({"text_encoder": text_encoder} if text_encoder else {})})
+    ae = _untrained_autoencoder(size, cfg.model.latent_channels) if cfg.model.latent_channels > 1 else None
+    # a latent model's frames are latents: ``size``² slices are (size / factor)² latent frames
+    frame_size = size // ae.config.model.factor if ae else size
+    cfg = cfg.replace(model={"image_size": frame_size, **({"text_encoder": text_encoder} if text_encoder else {})})
     torch.manual_seed(0)
     model = FrameDenoiser(cfg.model).eval()
     data = {"prepare": PrepareConfig(size=size).to_json(), "vocabulary": get_vocabulary("tracect").to_json(),
             "slice_thickness_mm": [0.5, 10.0]}
-    return Generator(model, cfg, data, torch.device("cpu")), cfg, model
+    return Generator(model, cfg, data, torch.device("cpu"), autoencoder=ae), cfg, model
+
+
+def _untrained_autoencoder(size: int, latent_channels: int):
+    """The ``ae-cpu`` slice autoencoder at ``size``² with initial weights: time and memory do not depend on
+    what it learned."""
+    import dataclasses
+
+    import torch
+
+    from tracect.autoencoder.config import load_ae_config
+    from tracect.autoencoder.model import SliceAutoencoder
+    from tracect.autoencoder.weights import LoadedAutoencoder
+
+    config = load_ae_config("ae-cpu")
+    config = dataclasses.replace(  # both sections at once: the run checks its crops against the slices
+        config, model=dataclasses.replace(config.model, image_size=size, latent_channels=latent_channels),
+        train=dataclasses.replace(config.train, crop=min(config.train.crop, size)))
+    torch.manual_seed(0)
+    model = SliceAutoencoder(config.model).eval().requires_grad_(False)
+    return LoadedAutoencoder(model, config, {"latent_scale": 1.0}, Path("untrained"), "untrained")
 
 
 def bench_mask(n: int, size: int):
@@ -104,7 +130,9 @@ def measure_one(spec: dict) -> dict:
       text encoder loaded and warmed up), everything included: what a volume costs;
     - ``working_mib``: the sampling stage's peak above the process as it was with the volume's arrays
       already laid out: the memory of the method itself (activations, batched windows, fused estimates);
-    - ``arrays_mib``: the volume's own arrays (:func:`volume_bytes`), which any method holds."""
+    - ``arrays_mib``: the volume's own arrays (:func:`volume_bytes`), which any method holds;
+    - ``finish_working_mib``: the finishing stage's peak above its start, less the result arrays it
+      makes (a latent model decodes here, a few slices at a time)."""
     import torch
 
     from tracect.model.denoiser import forward_flops
@@ -114,7 +142,8 @@ def measure_one(spec: dict) -> dict:
     spec_model = MODELS[spec["model"]]
     preset = spec.get("preset") or spec_model.preset  # another preset sampled the same way (tests: tiny)
     gen, cfg, model = _generator(preset, spec["size"], "cpu", spec.get("text_encoder"))
-    mask = bench_mask(spec["n"], spec["size"])
+    # the mask's own size may differ from the generation grid's (a 64² model given a 256² mask resamples)
+    mask = bench_mask(spec["n"], spec.get("mask_size") or spec["size"])
     steps, mc = int(spec["steps"]), cfg.model
     sampling = spec_model.sampling(spec["mode"], mc).replace(steps=steps)
     guided = cfg.diffusion.guidance != 1.0
@@ -146,20 +175,26 @@ def measure_one(spec: dict) -> dict:
                 (plan,) = gen.sample([plan], sampling)
                 sync()
                 gpu_sampling = torch.cuda.max_memory_allocated() - gpu_before if gpu else None
-            result = gen.finish(plan)
-            sync()
+            with PeakRSS() as finisher:
+                result = gen.finish(plan)
+                sync()
         seconds = time.perf_counter() - t
-        return plan, result, seconds, whole, sampler, gpu_sampling, base_gpu
+        return plan, result, seconds, whole, sampler, gpu_sampling, base_gpu, finisher
 
     generate_measured()  # warm-up at the measured shape: kernels, caches, first-call costs
     trim_heap()
     loaded = rss_bytes()  # the process with everything loaded and warm, before the volume
-    runs, peaks, working, gpu_peaks, gpu_working = [], [], [], [], []
+    runs, peaks, working, gpu_peaks, gpu_working, finishing = [], [], [], [], [], []
     for _ in range(max(1, int(spec.get("repeats", 1)))):
         # hand freed heap back (the previous run's output included), so no run starts with another's cached
         trim_heap()
-        plan, result, seconds, whole, sampler, gpu_sampling, base_gpu = generate_measured()
+        plan, result, seconds, whole, sampler, gpu_sampling, base_gpu, finisher = generate_measured()
         runs.append(seconds)
+        # the finishing stage (a latent model's decoding, resampling onto the mask's grid) above what it
+        # started with, less the result arrays it makes: its working memory
+        made = result.canonical.array.nbytes + result.ct.array.nbytes + result.labels.array.nbytes
+        # (the resident-set sampling can put it a few pages below zero for a tiny volume)
+        finishing.append(max(0.0, (finisher.peak - finisher.start - made) / 2 ** 20))
         peaks.append((whole.peak - loaded) / 2 ** 20)
         working.append((sampler.peak - sampler.start) / 2 ** 20)
         if gpu:
@@ -172,7 +207,7 @@ def measure_one(spec: dict) -> dict:
     out = {**spec, "status": "ok", "sampling": compact(sampling), "seconds": seconds, "seconds_runs": runs,
            "slices_generated": int(result.canonical.shape[0]), "windows": len(plan.chain.starts), "frames": K,
            "flops": int(flops), "flops_per_s": flops / seconds,
-           "arrays_mib": volume_bytes(plan, result, mask) / 2 ** 20}
+           "arrays_mib": volume_bytes(plan, result, mask) / 2 ** 20, "finish_working_mib": max(finishing)}
     if gpu:
         out["peak_mib"], out["working_mib"] = max(gpu_peaks), max(gpu_working)
         out["cpu_peak_mib"], out["cpu_working_mib"] = max(peaks), max(working)
@@ -184,11 +219,12 @@ def measure_one(spec: dict) -> dict:
 def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, device: str = "cpu",
                    threads: int | None = None, timeout: float = 1800.0, log=print,
                    text_encoder: str | None = None, repeats: int = 3, measured=MEASURED,
-                   memory_limit_gib: float | None = None) -> dict:
+                   memory_limit_gib: float | None = None, mask_size: int | None = None) -> dict:
     """All measurements, each in a fresh subprocess; returns the results with the device record.
     ``repeats``: timed runs per measurement after the warm-up (time: their median; memory: their max);
-    ``measured``: (model, mode) pairs of :data:`tracect.bench.specs.MODELS`; ``memory_limit_gib``: the
-    address space a measurement may take (past it: ``oom``, not a machine swapping for an hour)."""
+    ``measured``: (model, mode) pairs of :data:`tracect.bench.specs.MODELS`; ``mask_size``: the masks'
+    slices (default ``size``); ``memory_limit_gib``: the address space a measurement may take (past it:
+    ``oom``, not a machine swapping for an hour)."""
     import torch
 
     from tracect import __version__
@@ -201,7 +237,8 @@ def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, de
     rows = []
     for n in slices:
         for model, mode in measured:
-            spec = {"model": model, "mode": mode, "n": int(n), "size": int(size), "steps": int(steps),
+            spec = {"model": model, "mode": mode, "n": int(n), "size": int(size), "mask_size": int(mask_size or size),
+                    "steps": int(steps),
                     "device": device, "threads": threads, "text_encoder": text_encoder, "repeats": int(repeats)}
             run = in_fresh_process("tracect.bench.efficiency", ["--one", json.dumps(spec)], timeout,
                                    int(memory_limit_gib * 2 ** 30) if memory_limit_gib else None)
@@ -218,7 +255,7 @@ def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, de
     dev_name = torch.cuda.get_device_name(0) if device.startswith("cuda") else (platform.processor() or platform.machine())
     return {"device": device, "device_name": dev_name, "cpu_count": os.cpu_count(), "threads": threads,
             "torch_version": torch.__version__, "tracect_version": __version__, "size": size, "steps": steps,
-            "repeats": repeats, "memory_limit_gib": memory_limit_gib,
+            "repeats": repeats, "memory_limit_gib": memory_limit_gib, "mask_size": int(mask_size or size),
             "matmul_peak_flops_per_s": peak, "compute_dtype": compute, "rows": rows, "ratios": ratios(rows)}
 
 
@@ -235,7 +272,7 @@ def ratios(rows: list[dict]) -> dict:
     ok = [r for r in rows if r["status"] == "ok"]
     ns = sorted({r["n"] for r in ok})
     out = {}
-    for fm in FRAME_MODELS:
+    for fm in FRAME_MODELS + ("frame-pair-latent",):
         mine = {}
         for n in ns:
             fr = [r for r in ok if r["model"] == fm and r["n"] == n]

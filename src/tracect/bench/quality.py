@@ -10,6 +10,8 @@
    schedule (warm-up, cosine decay) to its end: a short concurrent probe measures each model's steps per
    second, and its run is set to the number of steps it takes in the budget (a cap of 1.25x the budget
    in minutes stops a run the machine slowed down).
+   A latent model (``frame-pair-latent``) trains on the same cases prepared at its autoencoder's slice
+   size and encoded by it (``latent_cache{size}``); it is judged on the same masks by the same segmenter.
 3. **Generation**: every held-out mask from its own report (seed 0), and a second seed of the first two
    (diversity); sequential models in lockstep cohorts. Volumes keep their generation grid
    (``NAME.grid.nii.gz``), which the evaluation scores without a second resampling.
@@ -34,14 +36,16 @@ from pathlib import Path
 
 from tracect.bench.measure import in_fresh_process
 from tracect.bench.specs import MODELS as SPECS
-from tracect.bench.specs import compact
+from tracect.bench.specs import PIXEL_MODELS, compact
 
-MODELS = {name: spec.preset for name, spec in SPECS.items()}  # what trains: model name -> preset
+MODELS = {name: SPECS[name].preset for name in PIXEL_MODELS}  # what trains by default: model name -> preset
 REFERENCE_MODEL = "frame-pair"  # TRACE: the model every other is compared with, mask by mask
 # per-mask figures compared between models: (key in metrics.json's case rows, label, format)
 PAIRED = (("dice_mean", "Dice", "{:+.3f}"), ("flow_epe_px", "flow EPE (px)", "{:+.3f}"),
           ("hu_abs_error_mean", "per-organ abs. HU median error", "{:+.1f}"),
-          ("adjacent_dhu_ratio", "adjacent abs. dHU / real", "{:+.3f}"), ("z_hf_ratio", "through-plane HF / real", "{:+.3f}"))
+          ("adjacent_dhu_ratio", "adjacent abs. dHU / real", "{:+.3f}"),
+          ("z_hf_ratio", "through-plane HF / real", "{:+.3f}"),
+          ("inplane_hf_ratio", "in-plane HF power / real", "{:+.3f}"))
 
 
 def _trained(run: Path) -> dict | None:
@@ -72,7 +76,7 @@ def _wait(procs: dict, logs: Path) -> None:
             raise RuntimeError(f"training {name} failed (exit {rc}); see {logs / f'{name}.log'}")
 
 
-def calibrate(cache: Path, runs: Path, presets: dict, threads: int, seconds: float = 90.0, log=print) -> dict:
+def calibrate(caches: dict, runs: Path, presets: dict, threads: int, seconds: float = 90.0, log=print) -> dict:
     """Steps per second of each model trained concurrently as :func:`train_all` will train them (the
     rate of the second half of a ``seconds``-long probe, past start-up). Kept in ``runs/rates.json``."""
     import csv
@@ -83,7 +87,7 @@ def calibrate(cache: Path, runs: Path, presets: dict, threads: int, seconds: flo
         if set(rates) >= set(presets):
             return rates
     probe = runs / "probe"
-    procs = {name: _launch(name, preset, cache, probe / name, threads, probe, "--max-minutes", str(seconds / 60))
+    procs = {name: _launch(name, preset, caches[name], probe / name, threads, probe, "--max-minutes", str(seconds / 60))
              for name, preset in presets.items() if not (probe / name / "latest").exists()}
     log(f"probing training speed: {len(procs)} models side by side for {seconds:.0f} s")
     _wait(procs, probe)
@@ -100,12 +104,13 @@ def calibrate(cache: Path, runs: Path, presets: dict, threads: int, seconds: flo
     return rates
 
 
-def train_all(cache: Path, runs: Path, minutes: float, threads: int, log=print, presets: dict | None = None,
+def train_all(caches: dict, runs: Path, minutes: float, threads: int, log=print, presets: dict | None = None,
               probe_seconds: float = 90.0) -> dict:
-    """Train the models side by side, each to the number of steps it takes in ``minutes`` (its preset's
-    learning-rate schedule run to its end); resumes runs short of their steps."""
+    """Train the models side by side (``caches``: model name -> its prepared cache), each to the number
+    of steps it takes in ``minutes`` (its preset's learning-rate schedule run to its end); resumes runs
+    short of their steps."""
     presets = presets or MODELS
-    rates = calibrate(cache, runs, presets, threads, probe_seconds, log)
+    rates = calibrate(caches, runs, presets, threads, probe_seconds, log)
     steps = {name: max(10, int(rates[name] * minutes * 60)) for name in presets}
     procs = {}
     for name, preset in presets.items():
@@ -115,7 +120,8 @@ def train_all(cache: Path, runs: Path, minutes: float, threads: int, log=print, 
             log(f"{name}: already trained {done['steps']} steps")
             continue
         args = ["--max-steps", str(steps[name]), "--max-minutes", str(1.25 * minutes)]
-        procs[name] = _launch(name, preset, cache, run, threads, runs, *args, *(["--resume"] if run.exists() else []))
+        procs[name] = _launch(name, preset, caches[name], run, threads, runs, *args,
+                              *(["--resume"] if run.exists() else []))
         log(f"{name}: training {steps[name]} steps ({rates[name]:.2f} steps/s probed, {threads} thread(s))")
     _wait(procs, runs)
     return {name: {**_trained(runs / name), "planned_steps": steps[name], "probed_steps_per_s": rates[name]}
@@ -208,22 +214,51 @@ def _generate_in_subprocess(run: Path, jobs: list[dict], out: Path, log, how: di
     return r.value
 
 
-def make_draws(out: Path, cases: int, heldout: int, segmenter_cases: int, size: int, log=print) -> dict:
-    """The three phantom draws and the two prepared caches (see the module docstring)."""
+def make_draws(out: Path, cases: int, heldout: int, segmenter_cases: int, size: int, log=print,
+               phantom_size: int | None = None) -> dict:
+    """The three phantom draws (``phantom_size``² slices, the phantom's default if None) and the two
+    prepared caches at ``size`` (see the module docstring)."""
     from tracect.data.prepare import PrepareConfig, prepare_dataset
+    from tracect.phantom import PhantomConfig
     from tracect.phantom.generator import write_dataset
 
     workers = min(2, os.cpu_count() or 1)
     paths = {"train": out / "phantom", "heldout": out / "heldout", "segmenter": out / "segmenter_phantom"}
     for (key, path), n, seed, prefix, split in zip(paths.items(), (cases, heldout, segmenter_cases), (0, 1, 2),
                                                   ("phantom", "heldout", "segdraw"), (None, "test", None)):
-        write_dataset(path, n, seed=seed, workers=workers, progress=False, prefix=prefix, split=split)
+        write_dataset(path, n, seed=seed, workers=workers, progress=False, prefix=prefix, split=split,
+                      config=PhantomConfig(size=phantom_size) if phantom_size else PhantomConfig())
     caches = {"train": out / f"cache{size}", "segmenter": out / f"segmenter_cache{size}"}
     for key, cache in caches.items():
         if not (cache / "manifest.json").exists():
             prepare_dataset(paths[key], cache, PrepareConfig(size=size), workers=workers, progress=False)
     log(f"draws: {cases} training, {heldout} held-out, {segmenter_cases} segmenter cases")
     return {**{f"{k}_dataset": v for k, v in paths.items()}, **{f"{k}_cache": v for k, v in caches.items()}}
+
+
+def latent_cache(dataset: Path, out: Path, autoencoder: str | Path, log=print) -> Path:
+    """The training cases prepared at ``autoencoder``'s slice size and HU window, encoded by it
+    (``out/latent_cache{size}``; kept when it holds these weights' latents)."""
+    from tracect.autoencoder.latents import encode_cache, latent_info
+    from tracect.autoencoder.weights import load_autoencoder
+    from tracect.data.prepare import PrepareConfig, prepare_dataset
+
+    ae = load_autoencoder(autoencoder)
+    m = ae.config.model
+    cache = out / f"latent_cache{m.image_size}"
+    if not (cache / "manifest.json").exists():
+        prepare_dataset(dataset, cache, PrepareConfig(size=m.image_size, hu_window=m.hu_window),
+                        workers=min(2, os.cpu_count() or 1), progress=False)
+    if (latent_info(cache) or {}).get("autoencoder_sha256") != ae.sha256:
+        encode_cache(cache, ae, progress=False, log=log)
+        log(f"latent cache: {cache} encoded by {autoencoder}")
+    return cache
+
+
+def _is_latent(preset: str) -> bool:
+    from tracect.config import load_config
+
+    return load_config(preset).model.latent_channels > 1
 
 
 def per_mask(metrics: dict, key: str) -> dict:
@@ -234,10 +269,13 @@ def per_mask(metrics: dict, key: str) -> dict:
 def run_quality(out: str | Path, minutes: float, cases: int = 40, heldout: int = 24, segmenter_cases: int = 24,
                 segmenter_minutes: float | None = None, threads: int | None = None, log=print,
                 presets: dict | None = None, size: int = 64, segmenter: dict | None = None,
-                probe_seconds: float = 90.0) -> dict:
+                probe_seconds: float = 90.0, autoencoder: str | Path | None = None,
+                phantom_size: int | None = None) -> dict:
     """The whole comparison into ``out`` (``presets``: model name -> preset or YAML file, default
-    :data:`MODELS`, each sampled as :func:`judged_samplings` says; ``size``: the caches' matrix;
-    ``segmenter``: SegmenterConfig fields)."""
+    :data:`MODELS`, each sampled as :func:`judged_samplings` says; ``size``: the pixel caches' matrix;
+    ``segmenter``: SegmenterConfig fields; ``autoencoder``: the slice autoencoder of the latent models,
+    required when there are any; ``phantom_size``: the phantoms' slices, e.g. 256 so that a latent
+    model at 256² learns from and is judged against slices that fine)."""
     from tracect.evaluate import metrics as M
     from tracect.evaluate.harness import collect_entries, evaluate
     from tracect.evaluate.segmenter import SegmenterConfig, train_segmenter
@@ -246,11 +284,16 @@ def run_quality(out: str | Path, minutes: float, cases: int = 40, heldout: int =
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    draws = make_draws(out, cases, heldout, segmenter_cases, size, log)
-    cache = draws["train_cache"]
+    draws = make_draws(out, cases, heldout, segmenter_cases, size, log, phantom_size)
     presets = presets or MODELS
+    latent = [name for name, preset in presets.items() if _is_latent(preset)]
+    if latent and autoencoder is None:
+        raise ValueError(f"{latent}: latent models need the slice autoencoder (autoencoder=...)")
+    caches = {name: draws["train_cache"] for name in presets}
+    if latent:
+        caches.update(dict.fromkeys(latent, latent_cache(draws["train_dataset"], out, autoencoder, log)))
     threads = threads or max(1, (os.cpu_count() or 1) // len(presets))
-    training = train_all(cache, out / "runs", minutes, threads, log, presets, probe_seconds)
+    training = train_all(caches, out / "runs", minutes, threads, log, presets, probe_seconds)
     t_trained = time.perf_counter()
 
     seg_dir = out / "segmenter"
@@ -261,6 +304,7 @@ def run_quality(out: str | Path, minutes: float, cases: int = 40, heldout: int =
 
     jobs = generation_jobs(draws["heldout_dataset"])
     results = {"minutes": minutes, "threads_per_model": threads, "draws": {k: str(v) for k, v in draws.items()},
+               **({"autoencoder": str(autoencoder)} if latent else {}),
                "training": training, "volumes": len(jobs), "heldout_masks": heldout, "models": {}}
     figures = {}
     for name, (model, mode) in judged_samplings(presets).items():
@@ -278,7 +322,7 @@ def run_quality(out: str | Path, minutes: float, cases: int = 40, heldout: int =
         for e in entries:  # the sidecar's hash groups seeds of one mask (diversity, intervals over masks)
             e.mask_sha256 = json.loads((manifest.parent / f"{e.name}.json").read_text())["mask_sha256"]
         m = evaluate(entries, out / "evaluation" / name, segmenter=seg_dir, reference_dataset=draws["heldout_dataset"],
-                     training_cache=cache, progress=False, log=log)
+                     training_cache=caches[model], progress=False, log=log)
         results["models"][name] = {**summarise(m, timing), "model": model}
         figures[name] = {key: per_mask(m, key) for key, _, _ in PAIRED}
     if REFERENCE_MODEL in figures:
@@ -298,13 +342,15 @@ def summarise(m: dict, timing: dict) -> dict:
     return {
         **{k: a.get(k) for k in ("dice_mean", "dice_reference_mean", "hu_abs_error_mean", "flow_epe_px",
                                  "flow_epe_frozen_px", "warp_error", "warp_error_reference", "ssim_mean",
-                                 "ssim_mean_reference", "adjacent_dhu", "adjacent_dhu_reference", "z_hf", "z_hf_reference")},
+                                 "ssim_mean_reference", "adjacent_dhu", "adjacent_dhu_reference", "z_hf",
+                                 "z_hf_reference", "inplane_hf_ratio")},
         "phase": g("contrast_phase"), "fatty": g("fatty_liver"), "lesion": g("lesion"),
         "fd": {v: m["distribution"].get(f"fd_{v}") for v in ("axial", "coronal", "sagittal")},
         "diversity_ms_ssim": (m["diversity"].get("ms_ssim") or {}).get("mean"),
         "memorised_fraction": (priv.get("generated") or {}).get("fraction_above_threshold"),
         "memorised_fraction_real": (priv.get("real_held_out") or {}).get("fraction_above_threshold"),
         "segmenter": m.get("segmenter"), "sampling": timing.get("sampling"), "generation_seconds": timing.get("seconds"),
+        "generation_batch_volumes": timing.get("batch_volumes"),
     }
 
 
@@ -355,6 +401,7 @@ def markdown(r: dict) -> str:
             ("SSIM along z / real CT's", lambda n: f"{_f(v[n]['ssim_mean'])} / {_f(v[n]['ssim_mean_reference'])}"),
             ("adjacent-slice abs. dHU / real CT's", lambda n: f"{_f(v[n]['adjacent_dhu'], '{:.1f}')} / {_f(v[n]['adjacent_dhu_reference'], '{:.1f}')}"),
             ("through-plane HF share / real CT's", lambda n: f"{_f(v[n]['z_hf'])} / {_f(v[n]['z_hf_reference'])}"),
+            ("in-plane HF power / real CT's (1 = as sharp)", lambda n: _f(v[n].get("inplane_hf_ratio"))),
             ("per-organ abs. HU median error", lambda n: _f(v[n]["hu_abs_error_mean"], "{:.1f}")),
             ("contrast phase AUROC", lambda n: _adh(v[n]["phase"])),
             ("steatosis AUROC", lambda n: _adh(v[n]["fatty"])),

@@ -6,7 +6,9 @@ All four are built from presets with the same blocks, widths, conditioning, sche
 - ``frame-pair`` (``cpu``): TRACE's frame pair, K = 2;
 - ``frame-4`` (``cpu-k4``): windows of four frames (three new slices per network call);
 - ``slice`` (``cpu-slice``): one slice at a time, no neighbour (what 2D generators do);
-- ``3d`` (``cpu-3d``): the same network with ``spatial_dims=3``, trained on blocks of 32 slices.
+- ``3d`` (``cpu-3d``): the same network with ``spatial_dims=3``, trained on blocks of 32 slices;
+- ``frame-pair-latent`` (``cpu-latent``): the frame pair in the latent space of a slice autoencoder
+  (256² slices as 8 x 64² latents), judged by ``bench quality --models frame-pair frame-pair-latent``.
 
 Each model lists how it is sampled in each mode, and the modes ``bench quality`` judges it in (TRACE's
 sequential chain for the frame models; the 3D model in windows of its training block, the context it
@@ -47,8 +49,10 @@ MODELS: dict[str, ModelSpec] = {
     "slice": ModelSpec("cpu-slice"),
     "3d": ModelSpec("cpu-3d", {"sequential": Sampling(), "parallel": Sampling(mode="parallel", chunk=1)},
                     judged=("parallel",)),
+    "frame-pair-latent": ModelSpec("cpu-latent"),
 }
 FRAME_MODELS = ("frame-pair", "frame-4")
+PIXEL_MODELS = ("frame-pair", "frame-4", "slice", "3d")  # same network at 64² pixels: bench quality's default
 
 
 def compact(sampling: Sampling) -> dict:

@@ -64,7 +64,9 @@ def register(sub) -> None:
                         "vs 3D (whole volume, training-block windows), each in a fresh subprocess; JSON, markdown, plot",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     e.add_argument("--slices", type=int, nargs="+", default=[32, 64, 128, 256])
-    e.add_argument("--size", type=int, default=64, help="slice size (px)")
+    e.add_argument("--size", type=int, default=64, help="slice size (px) of the generation grid")
+    e.add_argument("--mask-size", type=int, default=None,
+                   help="slice size (px) of the masks (default: --size); e.g. a 64 px model given 256 px masks")
     e.add_argument("--steps", type=int, default=5)
     e.add_argument("--device", default="cpu", help="cpu or cuda")
     e.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -88,26 +90,33 @@ def register(sub) -> None:
                    help="phantom cases of the evaluation segmenter's own draw (disjoint from the generators')")
     q.add_argument("--segmenter-minutes", type=float, default=None, help="default: min(10, --minutes)")
     q.add_argument("--threads", type=int, default=None, help="threads per model (default: CPUs / models, at least 1)")
+    q.add_argument("--models", nargs="+", default=None, metavar="MODEL",
+                   help="models of tracect.bench.specs.MODELS to compare (default: frame-pair frame-4 slice 3d; "
+                        "frame-pair-latent is the frame pair in a slice autoencoder's latent space)")
+    q.add_argument("--autoencoder", default=None, help="the slice autoencoder (run or checkpoint) of latent models")
+    q.add_argument("--phantom-size", type=int, default=None,
+                   help="the phantoms' slice size (default: the phantom's own); 256 to judge a 256² latent model")
     q.set_defaults(func=run_quality)
 
 
 def run_efficiency(args) -> int:
     from pathlib import Path
 
-    from tracect.bench.efficiency import MEASURED, markdown, plot, run_efficiency as measure
+    from tracect.bench.efficiency import MEASURED, OPTIONAL, markdown, plot, run_efficiency as measure
     from tracect.cli.errors import CommandError
     from tracect.utils.atomic import write_json
 
     measured = MEASURED
     if args.only:
         measured = tuple(tuple(x.split(":", 1)) for x in args.only)
-        unknown = [f"{m}:{d}" for m, d in measured if (m, d) not in MEASURED]
+        unknown = [f"{m}:{d}" for m, d in measured if (m, d) not in MEASURED + OPTIONAL]
         if unknown:
-            raise CommandError(f"--only {unknown}: not among {[f'{m}:{d}' for m, d in MEASURED]}")
+            raise CommandError(f"--only {unknown}: not among {[f'{m}:{d}' for m, d in MEASURED + OPTIONAL]}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     r = measure(tuple(args.slices), args.size, args.steps, args.device, args.threads, args.timeout,
-                repeats=args.repeats, measured=measured, memory_limit_gib=args.memory_limit)
+                repeats=args.repeats, measured=measured, memory_limit_gib=args.memory_limit,
+                mask_size=args.mask_size)
     write_json(out / "efficiency.json", r)
     (out / "efficiency.md").write_text(markdown(r))
     plot(r, out / "efficiency.png")
@@ -117,9 +126,17 @@ def run_efficiency(args) -> int:
 
 def run_quality(args) -> int:
     from tracect.bench.quality import markdown, run_quality as measure
+    from tracect.bench.specs import MODELS
+    from tracect.cli.errors import CommandError
 
+    presets = None
+    if args.models:
+        unknown = [m for m in args.models if m not in MODELS]
+        if unknown:
+            raise CommandError(f"--models {unknown}: not among {list(MODELS)}")
+        presets = {m: MODELS[m].preset for m in args.models}
     r = measure(args.out, args.minutes, args.cases, args.heldout, args.segmenter_cases, args.segmenter_minutes,
-                args.threads)
+                args.threads, presets=presets, autoencoder=args.autoencoder, phantom_size=args.phantom_size)
     print(markdown(r))
     return 0
 

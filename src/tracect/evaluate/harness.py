@@ -283,6 +283,9 @@ def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) ->
         row["z_hf_reference"] = M.through_plane_hf(ref_unit, body)
         row["adjacent_dhu_ratio"] = row["adjacent_dhu"] / row["adjacent_dhu_reference"]
         row["z_hf_ratio"] = row["z_hf"] / row["z_hf_reference"]
+        # in-plane sharpness: the generated slices' high-frequency power over the real CT's (1 = as fine a
+        # texture and noise; a blur, an upsampled coarse grid, scores well below 1)
+        row["inplane_hf_ratio"] = M.inplane_hf_ratio(grid.generated, grid.reference, body)
         ref_stats = M.organ_hu_stats(grid.reference, grid.labels, names)
         for organ, s in row["hu"].items():
             r = ref_stats.get(organ)
@@ -293,7 +296,7 @@ def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) ->
         row["hu_abs_error_mean"] = json_number(mean_or_nan(errs))
     else:
         for key in ("flow_epe_px", "flow_epe_frozen_px", "warp_error_reference", "ssim_profile_reference",
-                    "adjacent_dhu_reference", "z_hf_reference", "adjacent_dhu_ratio", "z_hf_ratio"):
+                    "adjacent_dhu_reference", "z_hf_reference", "adjacent_dhu_ratio", "z_hf_ratio", "inplane_hf_ratio"):
             row[key] = MISSING
         row["hu_abs_error_mean"] = MISSING
         row["notes"].append("flow EPE and reference HU: no reference CT for this mask")
@@ -308,7 +311,7 @@ def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) ->
 
 COHERENCE = ("flow_epe_px", "flow_epe_frozen_px", "warp_error", "warp_error_reference", "ssim_mean",
              "ssim_mean_reference", "adjacent_dhu", "adjacent_dhu_reference", "adjacent_dhu_ratio", "z_hf",
-             "z_hf_reference", "z_hf_ratio")
+             "z_hf_reference", "z_hf_ratio", "inplane_hf_ratio")
 
 
 def _aggregate(rows: list[dict], groups: list) -> dict:

@@ -260,6 +260,17 @@ def high_frequency_ratio(generated: np.ndarray, real: np.ndarray, top: float = 1
     return float(pg[hi].sum() / pr[hi].sum()) if pr[hi].sum() > 0 else float("nan")
 
 
+def inplane_hf_ratio(generated: np.ndarray, real: np.ndarray, body: np.ndarray) -> float:
+    """:func:`high_frequency_ratio` of axial slices ``(Z, H, W)`` (HU) on the bounding box of ``body``
+    (slices with body only): in-plane sharpness of a volume against the real CT of its mask."""
+    zs = np.nonzero(body.any((1, 2)))[0]
+    if len(zs) == 0:
+        return float("nan")
+    ys, xs = np.nonzero(body.any(0))
+    box = (zs, slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    return high_frequency_ratio(np.asarray(generated, np.float32)[box], np.asarray(real, np.float32)[box])
+
+
 def organ_hu_stats(hu: np.ndarray, labels: np.ndarray, names: dict[int, str], min_voxels: int = 20) -> dict:
     """Per organ: median and interquartile range (HU) of ``hu`` inside ``labels == id``."""
     out = {}
