@@ -65,6 +65,24 @@ def test_efficiency_bench_measures_a_latent_model_at_the_slices_size(tmp_path, c
     assert "not among" in capsys.readouterr().err
 
 
+def test_peak_memory_blocks_nest():
+    """An outer block keeps the peak of an inner block that has ended before another inner block reset
+    the process's high-water mark (the whole generate call holds its sampling stage's peak)."""
+    import numpy as np
+
+    from tracect.bench.measure import PeakRSS
+
+    with PeakRSS() as whole:
+        with PeakRSS() as first:
+            big = np.ones(64 * 2 ** 20 // 8)  # 64 MiB, touched
+            del big
+        with PeakRSS() as second:
+            small = np.ones(1024)
+            del small
+    assert first.peak - first.start > 50 * 2 ** 20
+    assert second.peak < first.peak and whole.peak >= first.peak
+
+
 def test_efficiency_ratios_take_each_side_at_its_best():
     from tracect.bench.efficiency import markdown, ratios
 

@@ -48,16 +48,28 @@ def trim_heap() -> None:
 
 
 class PeakRSS:
-    """The resident size at the start of a block (``start``) and its peak during it (``peak``), bytes."""
+    """The resident size at the start of a block (``start``) and its peak during it (``peak``), bytes.
+
+    Blocks nest: the kernel keeps one high-water mark per process, which each block resets as it starts,
+    so a block hands the mark reached so far to the blocks around it before resetting it."""
+
+    _open: list["PeakRSS"] = []
 
     def __enter__(self):
+        reached = hwm_bytes()
+        for outer in PeakRSS._open:
+            outer._seen = max(outer._seen, reached)
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        self.start = rss_bytes()
+        self.start = self._seen = rss_bytes()
+        PeakRSS._open.append(self)
         return self
 
     def __exit__(self, *exc):
-        self.peak = max(hwm_bytes(), rss_bytes())
+        PeakRSS._open.remove(self)
+        self.peak = max(self._seen, hwm_bytes(), rss_bytes())
+        for outer in PeakRSS._open:
+            outer._seen = max(outer._seen, self.peak)
 
 
 def matmul_peak(device: str = "cpu", n: int | None = None, repeats: int = 5) -> dict:

@@ -17,7 +17,8 @@ def register(sub) -> None:
                    help="one per --data source: its share of the training crops (default: equal)")
     t.add_argument("--holdout", nargs="*", default=None, help="case ids kept out of training (judged on)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--max-steps", type=int, default=None,
+                   help="override the preset's steps (its whole-slice phase keeps its share)")
     t.add_argument("--max-minutes", type=float, default=None)
     t.add_argument("--device", default="auto")
     t.add_argument("--quiet", action="store_true")
@@ -49,6 +50,12 @@ def run_train(args) -> int:
     config = load_ae_config(args.config)
     changes = {k: v for k, v in (("max_steps", args.max_steps), ("max_minutes", args.max_minutes),
                                  ("holdout", tuple(args.holdout) if args.holdout is not None else None)) if v is not None}
+    if args.max_steps is not None and config.train.full_slice_steps:
+        # the whole-slice phase keeps its share of a shorter or longer run
+        tc = config.train
+        changes["full_slice_steps"] = min(args.max_steps - 1, round(tc.full_slice_steps * args.max_steps / tc.max_steps))
+        print(f"--max-steps {args.max_steps}: the last {changes['full_slice_steps']} on whole slices "
+              f"(the preset: {tc.full_slice_steps} of {tc.max_steps})")
     if changes:
         config = config.replace(train=changes)
     bank = load_bank(args.data, config.model.image_size, config.model.hu_window, config.train.holdout,

@@ -269,7 +269,7 @@ class Generator:
         """The sampled chain of ``plan`` as a CT on the mask's grid, with its reproducibility record."""
         Z = plan.shape[0]
         frames = plan.chain.out[plan.burn_in:plan.burn_in + Z].numpy()
-        if self.latent:  # decoded a few slices at a time: memory stays flat in the number of slices
+        if self.latent:  # decoded a few slices at a time (the HU volume and its resampling are whole arrays)
             from tracect.autoencoder.model import decode_all
 
             ae = self.autoencoder
