@@ -64,12 +64,18 @@ def encode_all(ae: SliceAutoencoder, unit: np.ndarray, batch: int = 8, device="c
 
 
 @torch.no_grad()
-def decode_all(ae: SliceAutoencoder, latents: np.ndarray, batch: int = 8, device="cpu") -> np.ndarray:
-    """Slices ``(N, S, S)`` in [-1, 1] from latents ``(N, C, s, s)``, ``batch`` at a time, written into
-    one array (no second copy of the volume)."""
+def decode_all(ae: SliceAutoencoder, latents: np.ndarray, batch: int = 8, device="cpu", scale: float = 1.0,
+               hu_window: tuple[float, float] | None = None) -> np.ndarray:
+    """Slices ``(N, S, S)`` from latents ``(N, C, s, s)`` (divided by ``scale`` first), ``batch`` at a
+    time, written into one float32 array: in [-1, 1], or in HU through ``hu_window``. Nothing of the
+    volume's size is made but that array, so the memory beyond it does not grow with ``N``."""
     f = ae.config.factor
     out = np.empty((len(latents), latents.shape[-2] * f, latents.shape[-1] * f), np.float32)
     for i in range(0, len(latents), batch):
-        z = torch.from_numpy(np.asarray(latents[i:i + batch], np.float32)).to(device)
-        out[i:i + batch] = ae.decode(z).clamp(-1, 1)[:, 0].float().cpu().numpy()
+        z = torch.from_numpy(np.asarray(latents[i:i + batch], np.float32)).to(device) / scale
+        x = ae.decode(z).clamp(-1, 1)[:, 0].float()
+        if hu_window is not None:  # as tracect.data.grid.unit_to_hu
+            lo, hi = hu_window
+            x = (x + 1.0) / 2.0 * (hi - lo) + lo
+        out[i:i + batch] = x.cpu().numpy()
     return out

@@ -269,20 +269,18 @@ class Generator:
         """The sampled chain of ``plan`` as a CT on the mask's grid, with its reproducibility record."""
         Z = plan.shape[0]
         frames = plan.chain.out[plan.burn_in:plan.burn_in + Z].numpy()
-        if self.latent:  # decoded a few slices at a time (the HU volume and its resampling are whole arrays)
+        if self.latent:  # decoded a few slices at a time, straight into the HU volume
             from tracect.autoencoder.model import decode_all
 
             ae = self.autoencoder
-            unit = decode_all(ae.model, frames / ae.latent_scale, 8, self.device)
-            canonical = Volume(unit_to_hu(unit, ae.config.model.hu_window), plan.affine)
+            hu = decode_all(ae.model, frames, 8, self.device, ae.latent_scale, ae.config.model.hu_window)
+            canonical = Volume(hu, plan.affine)
         else:
             canonical = Volume(unit_to_hu(frames, self.prepare.hu_window), plan.affine)
         # back to the mask's own grid: canonical mask grid, then the mask's axis order
         source = plan.mask.source
         src_canon = source.canonical()
-        on_mask = resample_to_grid(canonical, src_canon.affine, src_canon.shape, order=1, cval=AIR_HU,
-                                   antialias=False)
-        ct = Volume(np.clip(np.rint(on_mask.array), -1024, 3071).astype(np.int16), src_canon.affine).like(source)
+        ct = Volume(resample_to_int16(canonical, src_canon.affine, src_canon.shape), src_canon.affine).like(source)
         chain, s = plan.chain, plan.sampling
         spacing = Volume(plan.labels, plan.affine).spacing
         info = {
@@ -329,6 +327,25 @@ class Generator:
         sampling = sampling or Sampling()
         for plan in self.sample(plans, sampling, batch_volumes, progress):
             yield plan, self.finish(plan, batch_volumes)
+
+
+OUTPUT_SLAB = 16  # slices of the mask's grid resampled at a time
+
+
+def resample_to_int16(volume: Volume, affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """``volume`` (HU) trilinearly on the grid ``(affine, shape)``, rounded and clipped to int16 HU, in
+    slabs of :data:`OUTPUT_SLAB` slices: each output voxel is computed as from the whole grid at once (no
+    anti-aliasing, nothing shared between voxels), and no float array of the output's size is made."""
+    out = np.empty(shape, np.int16)
+    for z0 in range(0, shape[0], OUTPUT_SLAB):
+        n = min(OUTPUT_SLAB, shape[0] - z0)
+        shift = np.eye(4)
+        shift[0, 3] = z0  # the slab's first index is the grid's z0
+        part = resample_to_grid(volume, np.asarray(affine, np.float64) @ shift, (n, *shape[1:]), order=1,
+                                cval=AIR_HU, antialias=False).array
+        np.rint(part, out=part)
+        out[z0:z0 + n] = np.clip(part, -1024, 3071, out=part)
+    return out
 
 
 def _bar(enabled: bool, unit: str):
