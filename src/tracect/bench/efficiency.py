@@ -185,8 +185,11 @@ def measure_one(spec: dict) -> dict:
     trim_heap()
     loaded = rss_bytes()  # the process with everything loaded and warm, before the volume
     runs, peaks, working, gpu_peaks, gpu_working, finishing = [], [], [], [], [], []
+    plan = result = None
     for _ in range(max(1, int(spec.get("repeats", 1)))):
-        # hand freed heap back (the previous run's output included), so no run starts with another's cached
+        # drop the previous run's volume and hand freed heap back, so no run starts holding or caching
+        # another's (with it alive, a repeat's peak counted two volumes)
+        plan = result = None
         trim_heap()
         plan, result, seconds, whole, sampler, gpu_sampling, base_gpu, finisher = generate_measured()
         runs.append(seconds)
