@@ -53,7 +53,8 @@ def run_train(args) -> int:
     if args.max_steps is not None and config.train.full_slice_steps:
         # the whole-slice phase keeps its share of a shorter or longer run
         tc = config.train
-        changes["full_slice_steps"] = min(args.max_steps - 1, round(tc.full_slice_steps * args.max_steps / tc.max_steps))
+        share = round(tc.full_slice_steps * args.max_steps / tc.max_steps)
+        changes["full_slice_steps"] = min(args.max_steps - 1, share)
         print(f"--max-steps {args.max_steps}: the last {changes['full_slice_steps']} on whole slices "
               f"(the preset: {tc.full_slice_steps} of {tc.max_steps})")
     if changes:
