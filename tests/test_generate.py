@@ -347,16 +347,16 @@ def test_output_is_resampled_in_slabs_as_from_the_whole_grid():
     extent and slice count that no slab size divides."""
     from tracect.data.grid import AIR_HU
     from tracect.data.resample import resample_to_grid
-    from tracect.generate.pipeline import OUTPUT_SLAB, resample_to_int16
+    from tracect.data.resample import resample_to_int16
     from tracect.io.volume import Volume
 
     rng = np.random.default_rng(0)
     src = Volume((rng.normal(0, 400, (23, 20, 18))).astype(np.float32), np.diag([2.5, 1.2, 1.3, 1.0]))
     affine = np.diag([0.9, 0.7, 0.8, 1.0])
     affine[:3, 3] = [-1.3, 0.4, -0.6]
-    shape = (3 * OUTPUT_SLAB + 5, 37, 31)
+    shape = (3 * 16 + 5, 37, 31)
     whole = resample_to_grid(src, affine, shape, order=1, cval=AIR_HU, antialias=False).array
     expected = np.clip(np.rint(whole), -1024, 3071).astype(np.int16)
-    got = resample_to_int16(src, affine, shape)
+    got = resample_to_int16(src, affine, shape, cval=AIR_HU, slab=16)
     assert got.dtype == np.int16 and got.shape == shape
     assert np.abs(got.astype(int) - expected).max() <= 1 and (got != expected).mean() < 1e-3

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tracect.autoencoder.config import AutoencoderConfig
+from tracect.data.grid import unit_to_hu
 
 
 class SliceAutoencoder(nn.Module):
@@ -73,9 +74,6 @@ def decode_all(ae: SliceAutoencoder, latents: np.ndarray, batch: int = 8, device
     out = np.empty((len(latents), latents.shape[-2] * f, latents.shape[-1] * f), np.float32)
     for i in range(0, len(latents), batch):
         z = torch.from_numpy(np.asarray(latents[i:i + batch], np.float32)).to(device) / scale
-        x = ae.decode(z).clamp(-1, 1)[:, 0].float()
-        if hu_window is not None:  # as tracect.data.grid.unit_to_hu
-            lo, hi = hu_window
-            x = (x + 1.0) / 2.0 * (hi - lo) + lo
-        out[i:i + batch] = x.cpu().numpy()
+        x = ae.decode(z).clamp(-1, 1)[:, 0].float().cpu().numpy()
+        out[i:i + batch] = unit_to_hu(x, hu_window) if hu_window is not None else x
     return out

@@ -48,11 +48,12 @@ def reconstruction_figures(ae: SliceAutoencoder, unit: np.ndarray, body: np.ndar
 def figures_of(unit: np.ndarray, rec: np.ndarray, body: np.ndarray, window) -> dict:
     """The figures of :func:`reconstruction_figures` for given real and reconstructed slices ``(N, S, S)``
     in [-1, 1]."""
+    from tracect.data.grid import unit_to_hu
     from tracect.evaluate import metrics as M
 
     unit = np.asarray(unit, np.float32)
     span = window[1] - window[0]
-    hu_real, hu_rec = (unit + 1) / 2 * span + window[0], (rec + 1) / 2 * span + window[0]
+    hu_real, hu_rec = unit_to_hu(unit, window), unit_to_hu(rec, window)
     ys, xs = np.where(body.any(0))
     box = (slice(None), slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)) if len(ys) else (slice(None),) * 3
     ssim = [M.ssim2d(a, b, 2.0, m) for a, b, m in zip(unit, rec, body) if m.sum() >= 20]

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from tracect.bench.measure import PeakRSS, in_fresh_process, matmul_peak, rss_bytes, trim_heap
-from tracect.bench.specs import FRAME_MODELS, MODELS, compact
+from tracect.bench.specs import FRAME_MODELS, LATENT_MODELS, MODELS, compact
 
 # (model, mode) of tracect.bench.specs.MODELS measured here: the frame models in both modes, the 3D model
 # whole-volume (sequential) and in windows of its training block (parallel, one window per call: its
@@ -46,7 +46,7 @@ MEASURED = (("frame-pair", "sequential"), ("frame-pair", "parallel"), ("frame-4"
             ("frame-4", "parallel"), ("3d", "sequential"), ("3d", "parallel"))
 # measured when asked for (``--only``): the frame pair in a slice autoencoder's latent space, at the
 # slices' size (``--size 256``: 64² latent frames, decoded to 256² slices)
-OPTIONAL = (("frame-pair-latent", "sequential"),)
+OPTIONAL = tuple((m, "sequential") for m in LATENT_MODELS)
 REPORT = ("Contrast-enhanced CT of the abdomen, arterial phase. Normal liver size and attenuation. "
           "No focal hepatic lesion. The spleen is normal in size.")
 
@@ -233,6 +233,7 @@ def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, de
     from tracect import __version__
 
     threads = threads or torch.get_num_threads()
+    mask_size = int(mask_size or size)
     torch.set_num_threads(threads)
     peak = matmul_peak(device)
     # the presets autocast to bf16 on CUDA: utilisation is measured against the peak of that dtype
@@ -240,7 +241,7 @@ def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, de
     rows = []
     for n in slices:
         for model, mode in measured:
-            spec = {"model": model, "mode": mode, "n": int(n), "size": int(size), "mask_size": int(mask_size or size),
+            spec = {"model": model, "mode": mode, "n": int(n), "size": int(size), "mask_size": mask_size,
                     "steps": int(steps),
                     "device": device, "threads": threads, "text_encoder": text_encoder, "repeats": int(repeats)}
             run = in_fresh_process("tracect.bench.efficiency", ["--one", json.dumps(spec)], timeout,
@@ -258,7 +259,7 @@ def run_efficiency(slices=(32, 64, 128, 256), size: int = 64, steps: int = 5, de
     dev_name = torch.cuda.get_device_name(0) if device.startswith("cuda") else (platform.processor() or platform.machine())
     return {"device": device, "device_name": dev_name, "cpu_count": os.cpu_count(), "threads": threads,
             "torch_version": torch.__version__, "tracect_version": __version__, "size": size, "steps": steps,
-            "repeats": repeats, "memory_limit_gib": memory_limit_gib, "mask_size": int(mask_size or size),
+            "repeats": repeats, "memory_limit_gib": memory_limit_gib, "mask_size": mask_size,
             "matmul_peak_flops_per_s": peak, "compute_dtype": compute, "rows": rows, "ratios": ratios(rows)}
 
 
@@ -275,7 +276,7 @@ def ratios(rows: list[dict]) -> dict:
     ok = [r for r in rows if r["status"] == "ok"]
     ns = sorted({r["n"] for r in ok})
     out = {}
-    for fm in FRAME_MODELS + ("frame-pair-latent",):
+    for fm in FRAME_MODELS + LATENT_MODELS:
         mine = {}
         for n in ns:
             fr = [r for r in ok if r["model"] == fm and r["n"] == n]

@@ -239,7 +239,7 @@ def make_draws(out: Path, cases: int, heldout: int, segmenter_cases: int, size: 
 def latent_cache(dataset: Path, out: Path, autoencoder: str | Path, log=print) -> Path:
     """The training cases prepared at ``autoencoder``'s slice size and HU window, encoded by it
     (``out/latent_cache{size}``; kept when it holds these weights' latents)."""
-    from tracect.autoencoder.latents import encode_cache, latent_info
+    from tracect.autoencoder.latents import encode_cache
     from tracect.autoencoder.weights import load_autoencoder
     from tracect.data.prepare import PrepareConfig, prepare_dataset
 
@@ -249,9 +249,8 @@ def latent_cache(dataset: Path, out: Path, autoencoder: str | Path, log=print) -
     if not (cache / "manifest.json").exists():
         prepare_dataset(dataset, cache, PrepareConfig(size=m.image_size, hu_window=m.hu_window),
                         workers=min(2, os.cpu_count() or 1), progress=False)
-    if (latent_info(cache) or {}).get("autoencoder_sha256") != ae.sha256:
-        encode_cache(cache, ae, progress=False, log=log)
-        log(f"latent cache: {cache} encoded by {autoencoder}")
+    encode_cache(cache, ae, progress=False, log=log)  # keeps the cases these weights already encoded
+    log(f"latent cache: {cache} encoded by {autoencoder}")
     return cache
 
 

@@ -52,6 +52,7 @@ MODELS: dict[str, ModelSpec] = {
     "frame-pair-latent": ModelSpec("cpu-latent"),
 }
 FRAME_MODELS = ("frame-pair", "frame-4")
+LATENT_MODELS = ("frame-pair-latent",)  # frame models on a slice autoencoder's latents
 PIXEL_MODELS = ("frame-pair", "frame-4", "slice", "3d")  # same network at 64² pixels: bench quality's default
 
 

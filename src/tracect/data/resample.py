@@ -36,6 +36,24 @@ def resample_to_grid(volume: Volume, affine: np.ndarray, shape: tuple[int, int, 
     return Volume(out.astype(dtype, copy=False), affine, dict(volume.meta))
 
 
+def resample_to_int16(volume: Volume, affine: np.ndarray, shape: tuple[int, int, int], *, cval: float = 0.0,
+                      clip: tuple[int, int] = (-1024, 3071), slab: int = 16) -> np.ndarray:
+    """``volume`` (HU) trilinearly on the grid ``(affine, shape)`` without anti-aliasing, rounded and
+    clipped to int16, ``slab`` output slices at a time: each output voxel is computed as on the whole grid
+    at once (:func:`resample_to_grid` with ``antialias=False`` shares nothing between voxels), and no float
+    array of the output's size is made."""
+    out = np.empty(shape, np.int16)
+    for z0 in range(0, shape[0], slab):
+        n = min(slab, shape[0] - z0)
+        shift = np.eye(4)
+        shift[0, 3] = z0  # the slab's first index is the grid's z0
+        part = resample_to_grid(volume, np.asarray(affine, np.float64) @ shift, (n, *shape[1:]), order=1,
+                                cval=cval, antialias=False).array
+        np.rint(part, out=part)
+        out[z0:z0 + n] = np.clip(part, *clip, out=part)
+    return out
+
+
 def scaled_grid(volume: Volume, origin_ijk, step_ijk, shape) -> tuple[np.ndarray, tuple[int, int, int]]:
     """The affine of a grid aligned with ``volume``'s axes, starting at source index ``origin_ijk``
     with ``step_ijk`` source voxels per output voxel (fractional values allowed)."""

@@ -33,7 +33,7 @@ import torch
 from tracect import __version__
 from tracect.config import RunConfig
 from tracect.data.grid import AIR_HU, PrepareConfig, output_grid, unit_to_hu
-from tracect.data.resample import resample_to_grid
+from tracect.data.resample import resample_to_grid, resample_to_int16
 from tracect.diffusion.schedule import Schedule
 from tracect.generate import strategies
 from tracect.generate.masks import GenerationMask, prepare_mask
@@ -280,7 +280,8 @@ class Generator:
         # back to the mask's own grid: canonical mask grid, then the mask's axis order
         source = plan.mask.source
         src_canon = source.canonical()
-        ct = Volume(resample_to_int16(canonical, src_canon.affine, src_canon.shape), src_canon.affine).like(source)
+        hu = resample_to_int16(canonical, src_canon.affine, src_canon.shape, cval=AIR_HU)  # in slabs
+        ct = Volume(hu, src_canon.affine).like(source)
         chain, s = plan.chain, plan.sampling
         spacing = Volume(plan.labels, plan.affine).spacing
         info = {
@@ -327,25 +328,6 @@ class Generator:
         sampling = sampling or Sampling()
         for plan in self.sample(plans, sampling, batch_volumes, progress):
             yield plan, self.finish(plan, batch_volumes)
-
-
-OUTPUT_SLAB = 16  # slices of the mask's grid resampled at a time
-
-
-def resample_to_int16(volume: Volume, affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """``volume`` (HU) trilinearly on the grid ``(affine, shape)``, rounded and clipped to int16 HU, in
-    slabs of :data:`OUTPUT_SLAB` slices: each output voxel is computed as from the whole grid at once (no
-    anti-aliasing, nothing shared between voxels), and no float array of the output's size is made."""
-    out = np.empty(shape, np.int16)
-    for z0 in range(0, shape[0], OUTPUT_SLAB):
-        n = min(OUTPUT_SLAB, shape[0] - z0)
-        shift = np.eye(4)
-        shift[0, 3] = z0  # the slab's first index is the grid's z0
-        part = resample_to_grid(volume, np.asarray(affine, np.float64) @ shift, (n, *shape[1:]), order=1,
-                                cval=AIR_HU, antialias=False).array
-        np.rint(part, out=part)
-        out[z0:z0 + n] = np.clip(part, -1024, 3071, out=part)
-    return out
 
 
 def _bar(enabled: bool, unit: str):
