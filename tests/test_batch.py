@@ -112,12 +112,13 @@ def test_manifest_reads_jobs_and_resolves_paths_inside_its_folder(tmp_path):
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "b.txt").write_text("Fatty liver.\n")
     (tmp_path / "jobs.jsonl").write_text(
-        '{"name": "a", "mask": "masks/a.nii.gz", "report": "Normal.", "seed": 3}\n\n'
+        '{"name": "a", "mask": "masks/a.nii.gz", "report": "Normal.", "seed": 3, "body": "masks/a_body.nii.gz"}\n\n'
         '{"slices": 40, "report_file": "reports/b.txt"}\n')
     a, b = Job.read_manifest(tmp_path / "jobs.jsonl")
     assert (a.name, a.mask, a.slices, a.report, a.seed) == ("a", str(tmp_path / "masks" / "a.nii.gz"),
                                                            None, "Normal.", 3)
-    assert (b.name, b.mask, b.slices, b.seed) == ("vol_00003", None, 40, 0)
+    assert a.body == str(tmp_path / "masks" / "a_body.nii.gz")
+    assert (b.name, b.mask, b.slices, b.seed, b.body) == ("vol_00003", None, 40, 0, None)
     assert b.report_file == tmp_path / "reports" / "b.txt"
 
 
@@ -134,6 +135,7 @@ def test_manifest_reads_jobs_and_resolves_paths_inside_its_folder(tmp_path):
     ('{"slices": 3, "name": ".hidden"}', "must be a plain file name"),
     ('{"slices": 3, "name": "A"}\n{"slices": 3, "name": "a"}', "already used on line 1"),
     ('{"mask": 5}', "'mask' must be a string"),
+    ('{"slices": 3, "body": "b.nii.gz"}', "'body' goes with 'mask'"),
     ('[1, 2]', "expected a JSON object"),
     ('{"slices": 3', "invalid JSON"),
     ('', "no jobs"),

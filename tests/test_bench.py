@@ -179,9 +179,10 @@ def test_quality_bench_smoke(tmp_path):
 
 
 @pytest.mark.slow
-def test_quality_bench_judges_a_latent_model_beside_the_pixel_one(tmp_path):
+def test_quality_bench_judges_a_latent_model_beside_the_pixel_one(tmp_path, monkeypatch):
     """A latent frame pair trains on the same cases prepared at its autoencoder's size and encoded by it,
-    and is judged on the same held-out masks, paired with the pixel frame pair, sharpness included."""
+    and is judged on the same held-out masks, paired with the pixel frame pair, sharpness included (the
+    output folder given relative to the working directory, as a user types it)."""
     from tracect.bench.quality import run_quality
     from tracect.cli.main import main
     from tracect.phantom import PhantomConfig, write_dataset
@@ -194,7 +195,8 @@ def test_quality_bench_judges_a_latent_model_beside_the_pixel_one(tmp_path):
         cfg = load_config(preset).replace(model={"image_size": size}, train={"max_steps": 3})
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg.to_json()))
         presets[name] = str(tmp_path / f"{name}.yaml")
-    r = run_quality(tmp_path / "q", minutes=0.05, cases=4, heldout=3, segmenter_cases=4, presets=presets, size=32,
+    monkeypatch.chdir(tmp_path)
+    r = run_quality("q", minutes=0.05, cases=4, heldout=3, segmenter_cases=4, presets=presets, size=32,
                     threads=1, log=None, probe_seconds=5, autoencoder=tmp_path / "ae",
                     segmenter={"max_steps": 5, "max_minutes": None, "features": (8, 8, 8, 16, 16, 8)})
     latent = json.loads((tmp_path / "q" / "latent_cache32" / "latent.json").read_text())

@@ -55,3 +55,23 @@ def test_convert_nrrd_to_nifti_and_back(real_dir, tmp_path):
     assert np.array_equal(a.array, b.array) and np.allclose(a.affine, b.affine, atol=1e-4)
     assert main(["convert", str(tmp_path / "ct.nrrd"), str(tmp_path / "ct.nii.gz")]) == 1  # exists
     assert main(["convert", str(tmp_path / "ct.nrrd"), str(tmp_path / "ct.nii.gz"), "--overwrite"]) == 0
+
+
+def test_demo_generates_from_the_shipped_weights(tmp_path, capsys):
+    """`tracect demo` without --train needs no training: it generates from the weights in the package
+    (the same model on any machine), a volume longer than any it was trained on, with its pictures."""
+    from tracect.cli.demo import shipped_weights
+    from tracect.model.weights import checkpoint_hash
+
+    shipped = shipped_weights()
+    record = json.loads((shipped / "data.json").read_text())["export"]
+    assert record["recipe"].startswith("tracect demo --train") and record["step"] > 0
+    assert sum(p.stat().st_size for p in shipped.iterdir()) < 20 * 2**20  # the repository's budget
+    assert main(["demo", "--out", str(tmp_path / "d"), "--slices", "8"]) == 0
+    side = json.loads((tmp_path / "d" / "generated_ct.json").read_text())
+    assert side["checkpoint_sha256"] == checkpoint_hash(shipped)
+    assert side["generation_grid"]["shape"][0] > record["longest_volume"]
+    for name in ("generated_ct.nii.gz", "generated_ct.png", "summary.txt", "heldout_reference_ct.nii.gz"):
+        assert (tmp_path / "d" / name).is_file(), name
+    assert main(["demo", "--out", str(tmp_path / "d"), "--train-steps", "5"]) == 1  # goes with --train
+    assert "--train" in capsys.readouterr().err

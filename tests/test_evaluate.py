@@ -116,6 +116,29 @@ def test_inplane_sharpness_known_answers():
     assert np.isnan(M.inplane_hf_ratio(real, real, np.zeros_like(body)))
 
 
+def test_tissue_distances_known_answers():
+    """Wasserstein-1 from quantiles: 0 for the same values, the shift for shifted ones, the spread for a
+    point mass against a uniform; a tissue a volume lacks gives no figure."""
+    from tracect.evaluate import realism
+    from tracect.labels.pseudo import TISSUE
+
+    ids = {n: i for i, n in TISSUE.labels.items()}
+    rng = np.random.default_rng(0)
+    tissues = np.zeros((4, 32, 32), np.uint8)
+    tissues[:, :, :16] = ids["fat"]
+    tissues[:, :, 16:] = ids["soft_tissue"]
+    hu = np.where(tissues == ids["fat"], -100.0, 40.0) + rng.normal(0, 10, tissues.shape)
+    q = realism.tissue_quantiles(hu, tissues)
+    assert q["lung"] is None and q["bone"] is None and q["fat"].shape == (1000,)
+    assert realism.tissue_distances(q, q)["fat"] == 0.0
+    d = realism.tissue_distances(realism.tissue_quantiles(hu + 30.0, tissues), q)
+    assert d["fat"] == pytest.approx(30.0) and d["soft_tissue"] == pytest.approx(30.0) and d["lung"] is None
+    assert realism.mean_distance(d) == pytest.approx(30.0)
+    flat = np.where(tissues == ids["fat"], -100.0, 40.0)  # a point mass against N(-100, 10): E|X - mu|
+    w = realism.tissue_distances(realism.tissue_quantiles(flat, tissues), q)["fat"]
+    assert w == pytest.approx(10.0 * np.sqrt(2 / np.pi), rel=0.1)
+
+
 def test_memorisation_ncc_finds_a_copied_slice():
     rng = np.random.default_rng(1)
     vol = rng.uniform(-1, 1, (6, 64, 64)).astype(np.float32)
@@ -198,6 +221,9 @@ def test_controls_move_the_metrics_the_expected_way(real_eval):
     assert c["warp_error"] == pytest.approx(c["warp_error_reference"], abs=1e-9)
     assert c["hu_abs_error_mean"] == pytest.approx(0.0, abs=1.0)
     assert c["inplane_hf_ratio"] == pytest.approx(1.0)
+    assert c["tissue_w1_mean"] == pytest.approx(0.0, abs=1e-6)
+    # at 32 px (~10 mm pixels) the blurred cortex drops below the bone rule's threshold: no bone region here
+    assert {t for t, v in c["tissue_w1"].items() if v is not None} >= {"fat", "soft_tissue", "lung"}
 
     rng = np.random.default_rng(0)
     shuffled = _evaluate_one(real_eval, "shuffled", lambda a: a[rng.permutation(len(a))])
@@ -214,6 +240,8 @@ def test_controls_move_the_metrics_the_expected_way(real_eval):
     for o in soft:
         assert h["hu"][o]["median"] - h["hu"][o]["reference_median"] == pytest.approx(100.0, abs=2.0)
     assert h["flow_epe_px"] < 0.3  # a uniform shift is not incoherence
+    for t, w in h["tissue_w1"].items():  # every tissue's distribution moved by 100 HU
+        assert w is None or w == pytest.approx(100.0, abs=2.0), t
 
     # memorisation: the real case was in the segmenter's (training) cache, so its slices are "copies"
     assert same["privacy"]["generated"]["fraction_above_threshold"] > 0.9

@@ -191,7 +191,7 @@ def test_bad_masks_get_clear_messages(gen, real_mask):
     with pytest.raises(MaskError, match="non-integer"):
         gen.generate(Volume(real_mask.array + 0.5, real_mask.affine), "")
     result = gen.generate(real_mask, "", steps=1)
-    assert any("body envelope was added" in n for n in result.info["notes"])
+    assert any("a body envelope was estimated" in n for n in result.info["notes"])
     # the example's TotalSegmentator labels are finer than the model's: generation says which were merged
     merged = [n for n in result.info["notes"] if n.startswith("labels merged")]
     assert len(merged) == 1 and "bone <- " in merged[0] and "rib_left_7" in merged[0]
@@ -360,3 +360,64 @@ def test_output_is_resampled_in_slabs_as_from_the_whole_grid():
     got = resample_to_int16(src, affine, shape, cval=AIR_HU, slab=16)
     assert got.dtype == np.int16 and got.shape == shape
     assert np.abs(got.astype(int) - expected).max() <= 1 and (got != expected).mean() < 1e-3
+
+
+def test_exported_weights_generate_as_the_run(tiny_run, gen, real_mask, tmp_path):
+    """An exported model (EMA weights in float16, config, data without the cache's path) loads like a
+    checkpoint and gives the run's volume but for the weights' rounding."""
+    from tracect.model.weights import checkpoint_hash, export_weights
+
+    out = export_weights(tiny_run, tmp_path / "exported", recipe="test")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "data.json", "ema.safetensors"]
+    data = json.loads((out / "data.json").read_text())
+    assert "cache" not in data and data["export"] == {"step": 4, "dtype": "float16", "recipe": "test"}
+    assert data["prepare"] == gen.data["prepare"]
+    exported = Generator.from_checkpoint(out, device="cpu")
+    assert exported.checkpoint_sha256 == checkpoint_hash(out) != gen.checkpoint_sha256
+    a = gen.generate(real_mask, "report", seed=3, steps=3)
+    b = exported.generate(real_mask, "report", seed=3, steps=3)
+    diff = np.abs(a.ct.array.astype(np.float32) - b.ct.array.astype(np.float32))
+    assert a.ct.array.shape == b.ct.array.shape
+    assert 0 < diff.mean() < 5.0, diff.mean()  # float16 weights: rounding, not another model
+    assert b.info["checkpoint_sha256"] == exported.checkpoint_sha256
+
+
+@pytest.mark.parametrize("pixel_mm", [0.7, 3.0])
+def test_body_envelope_grows_the_organs_hull_by_millimetres(pixel_mm):
+    """The estimated body is each slice's organ hull grown by the same margin in mm at any pixel size."""
+    from tracect.data.body import ENVELOPE_MARGIN_MM, envelope_from_organs
+
+    n = int(round(200 / pixel_mm))
+    yy, xx = np.mgrid[:n, :n] * pixel_mm
+    organ = (yy - 100) ** 2 + (xx - 100) ** 2 <= 40**2  # a disk of radius 40 mm
+    labels = np.stack([organ, np.zeros_like(organ), organ])  # the empty slice takes its neighbour's
+    env = envelope_from_organs(labels, (5.0, pixel_mm, pixel_mm))
+    radius = np.sqrt(env[1].sum() * pixel_mm**2 / np.pi)
+    assert abs(radius - (40 + ENVELOPE_MARGIN_MM)) < 1.5 * pixel_mm, radius
+    assert np.array_equal(env[0], env[1]) and np.array_equal(env[1], env[2])
+
+
+def test_a_given_body_replaces_the_estimate(gen, real_mask, tmp_path, capsys):
+    """--body: the body is the given one (and the notes say so); off the mask's grid it is refused."""
+    from tracect.io.readers import write_volume
+
+    body = np.zeros(real_mask.array.shape, np.uint8)
+    body[:, 10:-10, 10:-10] = 1
+    given = Volume(body, real_mask.affine, {"source": "body.nii.gz"})
+    result = gen.generate(real_mask, "", steps=1, body=given)
+    assert any(n.startswith("body: the given body mask (body.nii.gz)") for n in result.info["notes"])
+    assert not any("envelope" in n for n in result.info["notes"])
+    with pytest.raises(MaskError, match="resample it onto the mask's grid"):
+        gen.generate(real_mask, "", steps=1, body=Volume(body[:, :-1], real_mask.affine))
+    write_volume(given, tmp_path / "body.nii.gz")
+    mask_path = tmp_path / "mask.nii.gz"
+    write_volume(real_mask, mask_path)
+    gen_dir = gen.checkpoint.parent.parent if gen.checkpoint.parent.name == "checkpoints" else gen.checkpoint
+    assert main(["generate", "--checkpoint", str(gen_dir), "--mask", str(mask_path), "--body",
+                 str(tmp_path / "body.nii.gz"), "--steps", "1", "--no-pictures", "--quiet",
+                 "--out", str(tmp_path / "ct.nii.gz")]) == 0
+    notes = json.loads((tmp_path / "ct.json").read_text())["notes"]
+    assert any(n.startswith("body: the given body mask") for n in notes)
+    assert main(["generate", "--checkpoint", str(gen_dir), "--slices", "4", "--body", "b.nii.gz",
+                 "--out", str(tmp_path / "x.nii.gz")]) == 1
+    assert "--body goes with --mask" in capsys.readouterr().err

@@ -45,7 +45,8 @@ PAIRED = (("dice_mean", "Dice", "{:+.3f}"), ("flow_epe_px", "flow EPE (px)", "{:
           ("hu_abs_error_mean", "per-organ abs. HU median error", "{:+.1f}"),
           ("adjacent_dhu_ratio", "adjacent abs. dHU / real", "{:+.3f}"),
           ("z_hf_ratio", "through-plane HF / real", "{:+.3f}"),
-          ("inplane_hf_ratio", "in-plane HF power / real", "{:+.3f}"))
+          ("inplane_hf_ratio", "in-plane HF power / real", "{:+.3f}"),
+          ("tissue_w1_mean", "tissue HU W1 (mean of 5 tissues)", "{:+.1f}"))
 
 
 def _trained(run: Path) -> dict | None:
@@ -280,7 +281,7 @@ def run_quality(out: str | Path, minutes: float, cases: int = 40, heldout: int =
     from tracect.evaluate.segmenter import SegmenterConfig, train_segmenter
 
     log = log or (lambda *a: None)
-    out = Path(out)
+    out = Path(out).resolve()  # the evaluation manifests name masks and references by absolute path
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     draws = make_draws(out, cases, heldout, segmenter_cases, size, log, phantom_size)
@@ -342,7 +343,8 @@ def summarise(m: dict, timing: dict) -> dict:
         **{k: a.get(k) for k in ("dice_mean", "dice_reference_mean", "hu_abs_error_mean", "flow_epe_px",
                                  "flow_epe_frozen_px", "warp_error", "warp_error_reference", "ssim_mean",
                                  "ssim_mean_reference", "adjacent_dhu", "adjacent_dhu_reference", "z_hf",
-                                 "z_hf_reference", "inplane_hf_ratio")},
+                                 "z_hf_reference", "inplane_hf_ratio", "tissue_w1_mean")},
+        "tissue_w1_real_vs_real": (m["distribution"].get("tissue_w1_real_vs_real") or {}).get("mean"),
         "phase": g("contrast_phase"), "fatty": g("fatty_liver"), "lesion": g("lesion"),
         "fd": {v: m["distribution"].get(f"fd_{v}") for v in ("axial", "coronal", "sagittal")},
         "diversity_ms_ssim": (m["diversity"].get("ms_ssim") or {}).get("mean"),
@@ -402,6 +404,8 @@ def markdown(r: dict) -> str:
             ("through-plane HF share / real CT's", lambda n: f"{_f(v[n]['z_hf'])} / {_f(v[n]['z_hf_reference'])}"),
             ("in-plane HF power / real CT's (1 = as sharp)", lambda n: _f(v[n].get("inplane_hf_ratio"))),
             ("per-organ abs. HU median error", lambda n: _f(v[n]["hu_abs_error_mean"], "{:.1f}")),
+            ("tissue HU W1, mean of 5 tissues / real vs another real CT",
+             lambda n: f"{_f(v[n].get('tissue_w1_mean'), '{:.1f}')} / {_f(v[n].get('tissue_w1_real_vs_real'), '{:.1f}')}"),
             ("contrast phase AUROC", lambda n: _adh(v[n]["phase"])),
             ("steatosis AUROC", lambda n: _adh(v[n]["fatty"])),
             ("lesion AUROC (organs)", lambda n: _adh(v[n]["lesion"])),

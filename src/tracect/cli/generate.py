@@ -16,6 +16,10 @@ def register(sub) -> None:
     src.add_argument("--manifest", help="JSONL jobs: {mask | slices, report | report_file, seed, name}; "
                      "--out is a folder; finished volumes are skipped, so a rerun resumes")
     p.add_argument("--slices", type=int, default=None, help="without --mask: a phantom mask of N slices")
+    p.add_argument("--body", default=None,
+                   help="with --mask: a body mask on the mask's grid (nonzero = body), e.g. `tracect label` "
+                        "of the patient's own CT, for a mask without a body label (default: estimated from "
+                        "its organs)")
     rep = p.add_mutually_exclusive_group()
     rep.add_argument("--report", default="", help="report text")
     rep.add_argument("--report-file", help="file holding the report text (UTF-8)")
@@ -84,12 +88,14 @@ def run(args) -> int:
         raise CommandError("give --mask, --slices N or --manifest")
     if args.num < 1:
         raise CommandError("--num must be >= 1")
+    if args.body and not args.mask:
+        raise CommandError("--body goes with --mask (a phantom mask has its body)")
     report = args.report
     if args.report_file:
         report = Path(args.report_file).read_text(encoding="utf-8").strip()
     out = Path(args.out)
     jobs = [Job(name=None, mask=args.mask, slices=args.slices, report=report, seed=args.seed + i,
-                out=out if args.num == 1 else _numbered(out, i)) for i in range(args.num)]
+                out=out if args.num == 1 else _numbered(out, i), body=args.body) for i in range(args.num)]
     try:
         summary = run_jobs(jobs, args.checkpoint, out.parent, skip_existing=False,
                            log=lambda m: print(m, file=sys.stderr), **_options(args))
@@ -108,8 +114,8 @@ def _run_manifest(args) -> int:
     from tracect.generate import batch
     from tracect.utils.preflight import PreflightError
 
-    if args.slices is not None or args.num != 1 or args.seed != 0 or args.report or args.report_file:
-        raise CommandError("with --manifest, masks, slices, reports and seeds come from the manifest")
+    if args.slices is not None or args.num != 1 or args.seed != 0 or args.report or args.report_file or args.body:
+        raise CommandError("with --manifest, masks, bodies, slices, reports and seeds come from the manifest")
     shard = batch.Shard.resolve(args.shard)
     jobs = batch.Job.read_manifest(Path(args.manifest), allow_absolute=args.allow_absolute_paths)
     mine = shard.take(jobs)

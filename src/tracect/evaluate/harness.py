@@ -17,6 +17,7 @@ import numpy as np
 
 from tracect import __version__
 from tracect.evaluate import metrics as M
+from tracect.evaluate import realism
 from tracect.evaluate.adherence import adherence_scores, adherence_summary, findings_from_report
 from tracect.evaluate.metrics import json_number, mean_or_nan
 from tracect.utils.jsonl import iter_jsonl
@@ -294,15 +295,21 @@ def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) ->
             s["abs_median_error"] = abs(s["median"] - r["median"]) if r else None
         errs = [s["abs_median_error"] for s in row["hu"].values() if s.get("abs_median_error") is not None]
         row["hu_abs_error_mean"] = json_number(mean_or_nan(errs))
+        # each tissue's HU distribution against the real CT's in the real CT's own tissue regions
+        tissues = realism.tissue_map(grid.reference, grid.spacing)
+        ref_q = realism.tissue_quantiles(grid.reference, tissues)
+        row["tissue_w1"] = realism.tissue_distances(realism.tissue_quantiles(grid.generated, tissues), ref_q)
+        row["tissue_w1_mean"] = json_number(realism.mean_distance(row["tissue_w1"]))
     else:
         for key in ("flow_epe_px", "flow_epe_frozen_px", "warp_error_reference", "ssim_profile_reference",
                     "adjacent_dhu_reference", "z_hf_reference", "adjacent_dhu_ratio", "z_hf_ratio", "inplane_hf_ratio"):
             row[key] = MISSING
-        row["hu_abs_error_mean"] = MISSING
+        row["hu_abs_error_mean"] = row["tissue_w1_mean"] = MISSING
+        ref_q = None
         row["notes"].append("flow EPE and reference HU: no reference CT for this mask")
     row["findings"] = findings_from_report(entry.report)
     row["adherence_scores"] = adherence_scores(grid.generated, grid.labels, vocab)
-    arrays = {"unit": unit, "body": body, "ref_unit": ref_unit}
+    arrays = {"unit": unit, "body": body, "ref_unit": ref_unit, "ref_tissue_quantiles": ref_q}
     return row, arrays
 
 
@@ -320,7 +327,9 @@ def _aggregate(rows: list[dict], groups: list) -> dict:
     def ci(values):
         return M.mean_ci(values, groups=groups)
 
-    agg = {k: ci([r.get(k) for r in rows]) for k in ("dice_mean", "dice_reference_mean", "hu_abs_error_mean") + COHERENCE}
+    agg = {k: ci([r.get(k) for r in rows])
+           for k in ("dice_mean", "dice_reference_mean", "hu_abs_error_mean", "tissue_w1_mean") + COHERENCE}
+    agg["tissue_w1"] = {t: ci([r.get("tissue_w1", {}).get(t) for r in rows]) for t in realism.TISSUES}
     organs = sorted({o for r in rows for o in r.get("dice", {})})
     agg["dice_per_organ"] = {o: ci([r["dice"].get(o) for r in rows]) for o in organs}
     agg["hd95_per_organ_mm"] = {o: ci([r["hd95_mm"].get(o) for r in rows]) for o in organs}
@@ -453,6 +462,15 @@ def evaluate(entries: list[EvalEntry], out: str | Path, *, segmenter=None, featu
             r = np.concatenate([_resize_stack(reformats(a["ref_unit"], a["body"])[view], size) for a in refs])
             distribution[f"fd_{view}"] = json_number(M.frechet_distance(extractor(g), extractor(r)))
             distribution[f"n_{view}"] = [int(len(g)), int(len(r))]
+
+    # the yardstick of the tissue distances: each real CT against the next one, each in its own tissues
+    real_pairs = [realism.tissue_distances(a["ref_tissue_quantiles"], b["ref_tissue_quantiles"])
+                  for a, b in zip(refs, refs[1:])]
+    distribution["tissue_w1_real_vs_real"] = {
+        "pairs": len(real_pairs), "mean": M.mean_ci([realism.mean_distance(d) for d in real_pairs]),
+        **{t: M.mean_ci([d[t] for d in real_pairs]) for t in realism.TISSUES},
+        "note": "Wasserstein-1 (HU) between two different real CTs' tissue HU distributions, each in its own "
+                "tissue regions (consecutive reference CTs): what another real patient scores"}
 
     # diversity: volumes that share mask and report (different seeds)
     groups: dict = {}

@@ -25,7 +25,7 @@ from tracect.generate.sampling import Sampling
 from tracect.utils.jsonl import iter_jsonl
 from tracect.utils.paths import UnsafePathError, resolve_inside
 
-MANIFEST_KEYS = ("name", "mask", "slices", "report", "report_file", "seed")
+MANIFEST_KEYS = ("name", "mask", "slices", "report", "report_file", "seed", "body")
 PHANTOM_SIZE = 64  # in-plane matrix of the phantom mask a ``slices`` job is generated on
 # every later job would fail the same way: stop instead of failing them one by one
 FATAL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
@@ -57,6 +57,7 @@ class Job:
     seed: int
     out: Path | None = None
     report_file: Path | None = None
+    body: str | None = None  # a body mask on the mask's grid (tracect.generate.masks.prepare_mask)
 
     @staticmethod
     def read_manifest(path: str | Path, allow_absolute: bool = False) -> list["Job"]:
@@ -65,7 +66,8 @@ class Job:
             {"name": "a", "mask": "masks/a.nii.gz", "report": "...", "seed": 0}
             {"name": "b", "slices": 120, "report_file": "reports/b.txt", "seed": 1}
 
-        ``mask`` or ``slices`` (not both); ``report`` or ``report_file`` (UTF-8), default empty;
+        ``mask`` or ``slices`` (not both), and with ``mask`` optionally ``body`` (a body mask on its
+        grid, for a mask without a body label); ``report`` or ``report_file`` (UTF-8), default empty;
         ``seed`` default 0; ``name`` default ``vol_LINE``. File paths are relative to the manifest's
         folder and must stay inside it; absolute paths need ``allow_absolute``. Raises
         :class:`ManifestError` (or :class:`~tracect.utils.paths.UnsafePathError`) naming the line.
@@ -85,6 +87,11 @@ class Job:
                 mask = str(_inside(_text(d, "mask", where), root, allow_absolute, where))
             else:
                 slices = _integer(d, "slices", where, minimum=1)
+            body = d.get("body")
+            if body is not None:
+                if mask is None:
+                    raise ManifestError(f"{where}: 'body' goes with 'mask' (a phantom mask has its body)")
+                body = str(_inside(_text(d, "body", where), root, allow_absolute, where))
             if "report" in d and "report_file" in d:
                 raise ManifestError(f"{where}: give 'report' or 'report_file', not both")
             report = _text(d, "report", where) if "report" in d else ""
@@ -99,7 +106,7 @@ class Job:
             if name.casefold() in seen:
                 raise ManifestError(f"{where}: name {name!r} is already used on line {seen[name.casefold()]}")
             seen[name.casefold()] = n
-            jobs.append(Job(name, mask, slices, report, seed, report_file=report_file))
+            jobs.append(Job(name, mask, slices, report, seed, report_file=report_file, body=body))
         if not jobs:
             raise ManifestError(f"{path.name}: no jobs")
         return jobs
@@ -363,14 +370,17 @@ def _generate_all(todo, summary, checkpoint, *, vocabulary, sampling, batch_volu
 
     def plans():
         """Each job's plan, made when the cohort has room for it; a bad job fails alone."""
+        from tracect.io.readers import read_volume
+
         for job, out in todo:
             try:
                 report = job.report
                 if job.report_file is not None:
                     report = Path(job.report_file).read_text(encoding="utf-8").strip()
                 mask, vocab = _mask_for(job, vocabulary, strict_labels)
+                body = read_volume(job.body) if job.body is not None else None
                 yield gen.plan(mask, report, vocabulary=vocab, seed=job.seed, sampling=sampling, log=log,
-                               key=(job, out))
+                               key=(job, out), body=body)
             except Exception as e:  # a bad job must not stop the others
                 fail(job, out, e)
 

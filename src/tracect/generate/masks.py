@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tracect.data.body import envelope_from_organs
+from tracect.data.body import ENVELOPE_MARGIN_MM, envelope_from_organs
 from tracect.io.volume import Volume
 from tracect.labels.vocabulary import Vocabulary, build_remap
 
@@ -39,8 +39,24 @@ def slice_tilt_deg(volume: Volume) -> float:
     return float(np.degrees(np.arccos(min(1.0, abs(z[2])))))
 
 
-def prepare_mask(mask: Volume, source_vocab: Vocabulary, model_vocab: Vocabulary) -> GenerationMask:
-    """Validate and convert a user's mask for generation; raises :class:`MaskError`."""
+def _given_body(body: Volume, mask: Volume) -> np.ndarray:
+    """``body``'s nonzero voxels on the canonical grid of ``mask`` (the same grid, in any axis order)."""
+    b, m = body.canonical(), mask.canonical()
+    if b.array.shape != m.array.shape or not np.allclose(b.affine, m.affine, atol=1e-3):
+        raise MaskError(f"the body mask's grid {b.array.shape} (spacing {tuple(round(s, 3) for s in b.spacing)}) "
+                        f"is not the mask's {m.array.shape} (spacing {tuple(round(s, 3) for s in m.spacing)}); "
+                        "resample it onto the mask's grid first")
+    return np.asarray(b.array) > 0
+
+
+def prepare_mask(mask: Volume, source_vocab: Vocabulary, model_vocab: Vocabulary,
+                 body: Volume | None = None) -> GenerationMask:
+    """Validate and convert a user's mask for generation; raises :class:`MaskError`.
+
+    The body (where unlabelled voxels are tissue rather than air): ``body`` (nonzero voxels; on the
+    mask's grid), e.g. ``tracect label``'s labels of the user's own CT; else the mask's own body
+    label; else an envelope estimated from its organs (:func:`~tracect.data.body.envelope_from_organs`).
+    The notes say which."""
     if mask.array.ndim != 3:
         raise MaskError(f"mask must be 3D; got shape {mask.array.shape}")
     arr = mask.array
@@ -63,10 +79,18 @@ def prepare_mask(mask: Volume, source_vocab: Vocabulary, model_vocab: Vocabulary
     notes.extend(remap.describe(np.unique(canon.array)))
     if "body" in model_vocab.labels.values():
         body_id = model_vocab.id_of("body")
-        if not np.any(labels == body_id):
-            env = envelope_from_organs(labels > 0, margin_vox=max(1, int(round(15.0 / min(canon.spacing[1:])))))
+        if body is not None:
+            given = _given_body(body, mask)
+            labels[labels == body_id] = 0
+            labels[(labels == 0) & given] = body_id
+            outside = int(((labels > 0) & (labels != body_id) & ~given).sum())
+            notes.append(f"body: the given body mask ({body.meta.get('source') or 'in memory'})"
+                         + (f"; {outside} labelled voxels lie outside it" if outside else ""))
+        elif not np.any(labels == body_id):
+            env = envelope_from_organs(labels > 0, canon.spacing)
             labels[(labels == 0) & env] = body_id
-            notes.append("the mask has no body label: a body envelope was added around its organs")
+            notes.append("the mask has no body label: a body envelope was estimated (each slice's organ "
+                         f"hull grown by {ENVELOPE_MARGIN_MM:g} mm; --body FILE gives one instead)")
     present = sorted({model_vocab.labels[int(i)] for i in np.unique(labels) if i})
     notes.append(f"labels used: {', '.join(present)}")
     return GenerationMask(mask, Volume(labels.astype(np.uint8), canon.affine, dict(mask.meta)), notes)

@@ -159,8 +159,10 @@ class Generator:
         return output_grid(canon, canon.array > 0, cfg)
 
     def plan(self, mask: Volume, report: str = "", *, vocabulary: str | Vocabulary = "total", seed: int = 0,
-             sampling: Sampling | None = None, log=None, key=None) -> Plan:
+             sampling: Sampling | None = None, log=None, key=None, body: Volume | None = None) -> Plan:
         """Validate ``mask`` (any orientation, labels of ``vocabulary``) and lay out its chain of windows.
+        ``body``: a body mask on the mask's grid, for a mask without a body label (see
+        :func:`~tracect.generate.masks.prepare_mask`).
 
         The burn-in (``sampling.warmup``, sequential mode): a chain remembers where it came from for about
         ten slices, and a chain started from noise alone begins elsewhere than one that arrives at the
@@ -171,7 +173,7 @@ class Generator:
         """
         sampling = (sampling or Sampling()).resolved(self.config.diffusion)
         mc = self.config.model
-        gm = prepare_mask(mask, get_vocabulary(vocabulary), self.vocabulary)
+        gm = prepare_mask(mask, get_vocabulary(vocabulary), self.vocabulary, body)
         for note in gm.notes:
             if log:
                 log(note)
@@ -308,14 +310,14 @@ class Generator:
 
     def generate(self, mask: Volume, report: str = "", *, vocabulary: str | Vocabulary = "total",
                  seed: int = 0, sampling: Sampling | None = None, progress: bool = False, log=None,
-                 **settings) -> GeneratedVolume:
+                 body: Volume | None = None, **settings) -> GeneratedVolume:
         """Generate a CT for ``mask`` (any orientation, labels of ``vocabulary``) and ``report``.
 
         ``sampling`` (default :class:`Sampling`'s defaults and the model's steps and guidance), with any
         of its fields given as keywords on top (``steps=4, mode="parallel"``; ``None`` keeps the value).
-        See :class:`Sampling` and :meth:`plan` (the burn-in)."""
+        See :class:`Sampling` and :meth:`plan` (the burn-in, ``body``)."""
         sampling = (sampling or Sampling()).replace(**settings)
-        plan = self.plan(mask, report, vocabulary=vocabulary, seed=seed, sampling=sampling, log=log)
+        plan = self.plan(mask, report, vocabulary=vocabulary, seed=seed, sampling=sampling, log=log, body=body)
         (done,) = self.sample([plan], sampling, progress=progress)
         return self.finish(done)
 
