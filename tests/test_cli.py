@@ -75,3 +75,19 @@ def test_demo_generates_from_the_shipped_weights(tmp_path, capsys):
         assert (tmp_path / "d" / name).is_file(), name
     assert main(["demo", "--out", str(tmp_path / "d"), "--train-steps", "5"]) == 1  # goes with --train
     assert "--train" in capsys.readouterr().err
+
+
+def test_train_time_bound_can_be_lifted():
+    """`--max-minutes none` trains exactly --max-steps (a machine-independent recipe); 0 or less is refused."""
+    import pytest
+
+    from tracect.cli.main import build_parser
+    from tracect.cli.train import overrides
+
+    parse = build_parser().parse_args
+    base = ["train", "--config", "tiny", "--data", "c", "--out", "r", "--max-steps", "10"]
+    assert overrides(parse(base + ["--max-minutes", "none"])) == {"max_steps": 10, "max_minutes": None}
+    assert overrides(parse(base + ["--max-minutes", "2.5"])) == {"max_steps": 10, "max_minutes": 2.5}
+    assert overrides(parse(["train", "--config", "tiny", "--data", "c", "--out", "r"])) == {}
+    with pytest.raises(SystemExit):
+        parse(base + ["--max-minutes", "0"])

@@ -127,3 +127,79 @@ def test_prepare_labels_cases_without_a_mask_from_hu(tmp_path, real_dir, capsys)
     names = {coarse().labels[int(i)] for i in np.unique(mask) if i}
     assert {"body", "lung", "bone"} <= names <= {"body", "lung", "bone", "bowel", "aorta"}
     assert np.array_equal(mask > 0, body)  # every body voxel labelled, nothing outside it
+
+
+def test_prepare_mixes_a_labelled_and_an_unlabelled_dataset_in_one_cache(tmp_path, real_dir, capsys):
+    """`prepare A B --pseudo-labels`: a dataset with TotalSegmentator masks and one with a bare CT go into
+    one cache, each through its own vocabulary; a case id in both is refused before any work."""
+    import json as _json
+
+    from tracect.data.cache import PreparedCache
+    from tracect.labels.vocabulary import coarse
+
+    from conftest import link_real_case
+
+    labelled = link_real_case(tmp_path / "labelled", real_dir, case="ts")
+    (labelled / "dataset.json").write_text(_json.dumps({"vocabulary": "total", "split": {"train": ["ts"]}}))
+    bare = tmp_path / "bare"
+    (bare / "images").mkdir(parents=True)
+    (bare / "images" / "real.nii.gz").symlink_to(real_dir / "ct.nii.gz")
+    (bare / "dataset.json").write_text(_json.dumps({"split": {"test": ["real"]}}))
+    out = tmp_path / "c"
+    assert main(["prepare", str(labelled), str(bare), "--out", str(out), "--size", "32", "--quiet",
+                 "--pseudo-labels"]) == 0
+    cache = PreparedCache(out)
+    kinds = {m["case"]: (m["labels"]["kind"], m["split"]) for m in cache.cases}
+    assert kinds == {"ts": ("mask", "train"), "real": ("pseudo", "test")}
+    names = {c: {coarse().labels[int(i)] for i in np.unique(np.asarray(cache.case(cache.index_of(c)).mask)) if i}
+             for c in kinds}
+    assert {"liver", "spleen", "kidney"} <= names["ts"]  # organs from the mask
+    assert not names["real"] & {"liver", "spleen", "kidney"} and "lung" in names["real"]  # HU classes only
+    manifest = _json.loads((out / "manifest.json").read_text())
+    assert [d["cases"] for d in manifest["datasets"]] == [["ts"], ["real"]]
+    # the same id in two datasets: refused, nothing prepared
+    (bare / "images" / "ts.nii.gz").symlink_to(real_dir / "ct.nii.gz")
+    assert main(["prepare", str(labelled), str(bare), "--out", str(tmp_path / "d"), "--size", "32",
+                 "--quiet", "--pseudo-labels"]) != 0
+    assert "unique across the datasets" in "".join(capsys.readouterr())
+    assert not (tmp_path / "d" / "cases").exists()
+
+
+def test_the_unlabelled_ct_workflow_of_the_docs(tmp_path, real_dir, capsys):
+    """docs/data.md's path for a folder of unlabelled CT, command by command at toy size: prepare a labelled
+    and an unlabelled dataset into one `tracect-fat` cache, train (the preset grows a class for `fat`),
+    label the held-out CT, generate from its labels, evaluate against it."""
+    import json as _json
+
+    from tracect.labels.vocabulary import get_vocabulary
+
+    from conftest import link_real_case
+
+    labelled = link_real_case(tmp_path / "labelled", real_dir, case="ts")
+    mycts = tmp_path / "mycts"
+    (mycts / "images").mkdir(parents=True)
+    (mycts / "images" / "patient06.nii.gz").symlink_to(real_dir / "ct.nii.gz")
+    (mycts / "dataset.json").write_text(_json.dumps({"split": {"test": ["patient06"]}}))
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    assert main(["prepare", str(labelled), str(mycts), "--pseudo-labels", "--vocabulary", "tracect-fat",
+                 "--size", "16", "--out", str(cache), "--quiet"]) == 0
+    assert main(["train", "--config", "tiny", "--data", str(cache), "--out", str(run), "--max-steps", "2",
+                 "--max-minutes", "none", "--quiet"]) == 0
+    assert "model.num_classes 17 -> 18 for the cache's vocabulary 'tracect-fat'" in capsys.readouterr().err
+    config = _json.loads((run / "config.json").read_text())
+    assert config["model"]["num_classes"] == 18 and config["train"]["max_minutes"] is None
+    labels = tmp_path / "labels" / "patient06.nii.gz"
+    assert main(["label", str(mycts / "images" / "patient06.nii.gz"), "--out", str(labels)]) == 0
+    out = tmp_path / "generated" / "patient06.nii.gz"
+    assert main(["generate", "--checkpoint", str(run), "--mask", str(labels), "--vocabulary", "tissue",
+                 "--report", "EXAMINATION: Non-contrast CT of the abdomen.", "--keep-grid", "--no-pictures",
+                 "--steps", "2", "--out", str(out), "--quiet"]) == 0
+    sidecar = _json.loads(out.with_name("patient06.json").read_text())
+    used = next(n for n in sidecar["notes"] if n.startswith("labels used"))
+    assert "fat" in used and "body" in used  # the pseudo-labels' fat reaches the model as its own class
+    assert get_vocabulary("tracect-fat").id_of("fat") == 17
+    assert main(["evaluate", "--generated", str(out.parent), "--reference", str(mycts), "--out",
+                 str(tmp_path / "evaluation"), "--no-html"]) == 0
+    (case,) = _json.loads((tmp_path / "evaluation" / "metrics.json").read_text())["cases"]
+    assert case["reference"].endswith("patient06.nii.gz") and case["tissue_w1"]["fat"] is not None
+    assert 0 < case["tissue_w1_mean"] < 2000

@@ -76,6 +76,25 @@ def test_remap_says_which_labels_were_merged_and_dropped():
     assert notes == ["labels with no place in vocabulary 'tracect' (dropped to background): tumour_bed"]
 
 
+def test_tracect_fat_keeps_fat_apart_and_maps_back():
+    """`tracect-fat` is `tracect` plus `fat` (ids of `tracect` unchanged): pseudo-labels' fat stays fat and
+    soft tissue becomes body; a TotalSegmentator fat label is fat; to `tracect` fat folds into body."""
+    tracect, fat, tissue = coarse(), get_vocabulary("tracect-fat"), get_vocabulary("tissue")
+    assert {i: n for i, n in fat.labels.items() if n != "fat"} == dict(tracect.labels)
+    names = lambda src, dst: {src.labels[s]: dst.labels.get(t, "background")  # noqa: E731
+                              for s, t in build_remap(src, dst).table.items()}
+    assert names(tissue, fat) == {"fat": "fat", "soft_tissue": "body", "lung": "lung", "gas": "bowel",
+                                  "bone": "bone", "vessel": "aorta"}
+    assert names(tissue, tracect)["fat"] == names(tissue, tracect)["soft_tissue"] == "body"
+    assert names(fat, tracect) == {**{n: n for n in tracect.labels.values()}, "fat": "body"}
+    assert names(tracect, fat) == {n: n for n in tracect.labels.values()}
+    ts = Vocabulary("tissue_types", {1: "subcutaneous_fat", 2: "torso_fat", 3: "skeletal_muscle"})
+    assert names(ts, fat) == {"subcutaneous_fat": "fat", "torso_fat": "fat", "skeletal_muscle": "muscle"}
+    assert names(ts, tracect) == {"subcutaneous_fat": "body", "torso_fat": "body", "skeletal_muscle": "muscle"}
+    t = total()  # the organs map as they do to tracect
+    assert build_remap(t, fat).table == build_remap(t, tracect).table
+
+
 def test_organ_folder_merges_to_the_multilabel_mask(tmp_path, real_dir):
     import nibabel as nib
 

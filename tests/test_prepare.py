@@ -193,6 +193,25 @@ def test_every_bad_input_is_named_and_skipped(tmp_path, bad_dataset, capsys):
     assert "no_report: no report" in out.out
 
 
+def test_scanner_padding_reads_as_air(tmp_path, toy_dataset):
+    """-3024 HU outside a scanner's circular field of view (the CRLM cases) is padding, not an implausible
+    value: the case is prepared with the padding as air, and the warning counts it."""
+    hu, mask, aff = toy_case(seed=4)
+    yy, xx = np.mgrid[: hu.shape[0], : hu.shape[1]]
+    r = (hu.shape[0] - 1) / 2
+    outside = (yy - r) ** 2 + (xx - r) ** 2 > r**2
+    padded = hu.astype(np.int16).copy()
+    padded[outside] = -3024
+    add_case(toy_dataset, "padded", padded, mask, aff)
+    result = prepare_dataset(toy_dataset, tmp_path / "cache", PrepareConfig(size=16), progress=False, log=None)
+    assert not result.skipped
+    meta = next(m for m in result.prepared if m["case"] == "padded")
+    assert any(f"{int(outside.sum()) * hu.shape[2]} voxels of scanner padding" in w for w in meta["warnings"])
+    cache = PreparedCache(tmp_path / "cache")
+    image = np.asarray(cache.case(cache.index_of("padded")).image, dtype=np.float32)
+    assert image.min() >= -1.0  # no value left below the window's air
+
+
 def test_strict_and_nothing_valid_exit_codes(tmp_path, bad_dataset):
     assert main(["prepare", str(bad_dataset), "--out", str(tmp_path / "s"), "--size", "16",
                  "--quiet", "--strict"]) == 1

@@ -1,4 +1,4 @@
-"""``tracect prepare DATASET --out CACHE``: validate, resample, window and cache a dataset."""
+"""``tracect prepare DATASET [DATASET ...] --out CACHE``: validate, resample, window and cache datasets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import argparse
 def register(sub) -> None:
     p = sub.add_parser("prepare", help="turn a dataset folder into a training cache",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("dataset")
+    p.add_argument("dataset", nargs="+",
+                   help="dataset folder(s); several go into one cache (e.g. a phantom and unlabelled real CT "
+                        "with --pseudo-labels), each with its own vocabulary and split; case ids must differ")
     p.add_argument("--out", required=True, help="cache folder (resumable: rerun to finish)")
     p.add_argument("--size", type=int, default=64, help="in-plane output matrix")
     p.add_argument("--pixel-spacing", type=float, default=None,
@@ -39,26 +41,25 @@ def run(args) -> int:
     from pathlib import Path
 
     from tracect.cli.errors import CommandError
-    from tracect.data.layout import load_dataset
-    from tracect.data.prepare import PrepareConfig, is_done, prepare_dataset
+    from tracect.data.prepare import PrepareConfig, is_done, load_datasets, prepare_dataset
     from tracect.utils import preflight
 
     config = PrepareConfig(size=args.size, pixel_spacing=args.pixel_spacing,
                            slice_thickness=args.slice_thickness, hu_window=tuple(args.hu_window),
                            vocabulary=args.vocabulary, flow=args.flow, min_slices=args.min_slices)
-    dataset = load_dataset(args.dataset, allow_absolute=args.allow_absolute_paths)
+    datasets = load_datasets(args.dataset, allow_absolute=args.allow_absolute_paths)
     try:  # before the first case: a full disk or a read-only folder should not cost an hour of work
         preflight.check_writable(args.out)
         if not args.no_space_check:
             # a resumed run needs room only for the cases still to do
             cases = Path(args.out) / "cases"
-            todo = [c for c in dataset.cases if is_done(cases, c.case_id, config) is None]
+            todo = [c for ds in datasets for c in ds.cases if is_done(cases, c.case_id, config) is None]
             preflight.check_free_space(args.out, preflight.estimate_cache_bytes(
                 todo, config.size, config.slice_thickness), f"{len(todo)} case(s)")
     except preflight.PreflightError as e:
         raise CommandError(str(e)) from None
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
-    result = prepare_dataset(dataset, args.out, config, workers=args.workers,
+    result = prepare_dataset(datasets, args.out, config, workers=args.workers,
                              progress=not args.quiet, log=log, strict_labels=args.strict,
                              pseudo_labels=args.pseudo_labels)
     print(f"prepared {len(result.prepared)} case(s) into {args.out} "

@@ -25,26 +25,45 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto",
                    help="auto, cpu, cuda, cuda:1, mps; under torchrun auto, cuda or cpu (LOCAL_RANK picks the GPU)")
     p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="override train.max_minutes (training time of the whole run, over all resumes)")
+    p.add_argument("--max-minutes", type=_minutes, default=None,
+                   help="override train.max_minutes (training time of the whole run, over all resumes); "
+                        "'none': no time bound, train --max-steps whatever the machine's speed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _minutes(text: str) -> float | str:
+    if text.lower() == "none":
+        return "none"
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0, or 'none' for no time bound")
+    return value
+
+
+def overrides(args) -> dict:
+    """The ``train`` settings the command line replaces in the preset."""
+    changes = {}
+    if args.max_steps is not None:
+        changes["max_steps"] = args.max_steps
+    if args.max_minutes is not None:
+        changes["max_minutes"] = None if args.max_minutes == "none" else args.max_minutes
+    return changes
 
 
 def run(args) -> int:
     from tracect.config import load_config
     from tracect.train.distributed import init_from_env, shutdown
-    from tracect.train.trainer import Trainer
+    from tracect.train.trainer import Trainer, sized_for_cache
 
     config = load_config(args.config)
-    changes = {}
-    if args.max_steps is not None:
-        changes["max_steps"] = args.max_steps
-    if args.max_minutes is not None:
-        changes["max_minutes"] = args.max_minutes
+    changes = overrides(args)
     if changes:
         config = config.replace(train=changes)
+    config, note = sized_for_cache(config, args.data)
     ctx = init_from_env(args.device)
+    if note and ctx.rank == 0:
+        print(note, file=sys.stderr)
     try:
         trainer = Trainer(config, args.data, args.out, device=str(ctx.device), resume=args.resume,
                           progress=not args.quiet, rank=ctx.rank, world_size=ctx.world_size)

@@ -23,6 +23,9 @@ from tracect.data.resample import scaled_grid
 from tracect.io.volume import Volume
 
 AIR_HU = -1024.0
+# below any tissue or air (air is about -1000 HU): the padding a scanner stores outside its circular
+# field of view (-3024 HU in the CRLM cases, -2048 or -2000 elsewhere), not a measurement
+PADDING_HU = -2000.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,14 @@ class PrepareConfig:
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def replace_padding(hu: np.ndarray) -> tuple[np.ndarray, int]:
+    """``hu`` with scanner padding (values below :data:`PADDING_HU`) set to :data:`AIR_HU`, and the number
+    of voxels replaced; the array itself when there are none."""
+    pad = hu < PADDING_HU
+    n = int(pad.sum())
+    return (np.where(pad, np.asarray(AIR_HU, dtype=hu.dtype), hu) if n else hu), n
 
 
 def hu_to_unit(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:

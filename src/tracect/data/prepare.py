@@ -33,7 +33,8 @@ import numpy as np
 from tracect import __version__
 from tracect.data.body import body_from_ct
 from tracect.data.flow import slice_flows
-from tracect.data.grid import AIR_HU, PrepareConfig, hu_to_unit, output_grid, unit_to_hu  # noqa: F401 (re-exported)
+from tracect.data.grid import (AIR_HU, PADDING_HU, PrepareConfig, hu_to_unit,  # noqa: F401 (re-exported)
+                               output_grid, replace_padding, unit_to_hu)
 from tracect.data.layout import CaseSource, Dataset, load_dataset
 from tracect.data.resample import resample_to_grid
 from tracect.data.validate import CaseError, check_hu, check_pair
@@ -80,6 +81,9 @@ def prepare_case(source: CaseSource, vocabulary: Vocabulary, config: PrepareConf
             mask = read_mask(source.mask, vocabulary, strict=strict_labels)
     except VolumeReadError as e:
         raise CaseError(case, str(e)) from None
+    # padding outside the field of view reads as air, as it would have been; the count goes in the warnings
+    padded, n_padding = replace_padding(image.array)
+    image = image.with_array(padded)
     check_hu(case, image.array)
     canon_img, canon_mask = check_pair(case, image, mask, vocabulary, config.min_slices)
     body_src = body_from_ct(canon_img.array, config.body_threshold) | (canon_mask.array > 0)
@@ -107,6 +111,9 @@ def prepare_case(source: CaseSource, vocabulary: Vocabulary, config: PrepareConf
     if mask.meta.get("overlap_voxels"):
         warnings.append(f"{mask.meta['overlap_voxels']} voxels claimed by several organ files")
     warnings += mask.meta.get("notes", [])
+    if n_padding:
+        warnings.append(f"{n_padding} voxels of scanner padding (below {PADDING_HU:.0f} HU: outside the field of "
+                        "view) read as air")
     meta = {
         "case": case, "split": source.split, "report": source.report or "",
         "n_slices": int(shape[0]), "shape": list(shape),
@@ -179,14 +186,42 @@ class PrepareResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def prepare_dataset(dataset: str | Path | Dataset, out: str | Path, config: PrepareConfig = PrepareConfig(),
+def load_datasets(datasets, allow_absolute: bool = False) -> tuple[Dataset, ...]:
+    """One or several dataset folders (or :class:`Dataset` objects) whose cases go into one cache.
+
+    Each keeps its own vocabulary and split (e.g. a phantom in ``total`` labels beside unlabelled real
+    CT); case ids must be unique across them, since a case's folder in the cache is its id."""
+    from tracect.data.layout import DatasetError
+
+    items = [datasets] if isinstance(datasets, (str, Path, Dataset)) else list(datasets)
+    if not items:
+        raise DatasetError("no dataset folder given")
+    sets = tuple(d if isinstance(d, Dataset) else load_dataset(d, allow_absolute=allow_absolute) for d in items)
+    seen: dict[str, Path] = {}
+    for ds in sets:
+        for c in ds.cases:
+            if c.case_id in seen:
+                raise DatasetError(f"case '{c.case_id}' is in both {seen[c.case_id]} and {ds.root}: "
+                                   "case ids must be unique across the datasets of one cache (rename one)")
+            seen[c.case_id] = ds.root
+    return sets
+
+
+def _roots(sets) -> str | list[str]:
+    # one dataset: its path, as before; several: the list (readers accept both)
+    roots = [str(ds.root.resolve()) for ds in sets]
+    return roots[0] if len(roots) == 1 else roots
+
+
+def prepare_dataset(dataset, out: str | Path, config: PrepareConfig = PrepareConfig(),
                     workers: int = 1, progress: bool = True, log=print, strict_labels: bool = False,
                     pseudo_labels: bool = False) -> PrepareResult:
-    """Prepare every valid case of ``dataset`` into the cache ``out``; bad cases are skipped and listed.
-    ``strict_labels`` and ``pseudo_labels`` as in :func:`prepare_case`."""
+    """Prepare every valid case of ``dataset`` (a folder, a :class:`Dataset`, or a list of them: see
+    :func:`load_datasets`) into the cache ``out``; bad cases are skipped and listed. ``strict_labels``
+    and ``pseudo_labels`` as in :func:`prepare_case`."""
     from tqdm import tqdm
 
-    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    sets = load_datasets(dataset)
     out = Path(out)
     cases_dir = out / "cases"
     cases_dir.mkdir(parents=True, exist_ok=True)
@@ -196,32 +231,35 @@ def prepare_dataset(dataset: str | Path | Dataset, out: str | Path, config: Prep
         if PrepareConfig.from_json(old["config"]) != config:
             raise ValueError(f"{out} was prepared with another config ({old.get('config')}); "
                              "use a new --out folder")
-    write_json(cfg_path, {"config": config.to_json(), "dataset": str(ds.root.resolve()),
-                          "vocabulary": ds.vocabulary.to_json(), "tracect_version": __version__})
+    source_vocab = [ds.vocabulary.to_json() for ds in sets]
+    write_json(cfg_path, {"config": config.to_json(), "dataset": _roots(sets),
+                          "vocabulary": source_vocab[0] if len(sets) == 1 else source_vocab,
+                          "tracect_version": __version__})
     for stale in cases_dir.glob(".*.tmp-*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
 
     result = PrepareResult(out)
-    todo = []
-    for source in ds.cases:
-        meta = is_done(cases_dir, source.case_id, config)
-        if meta is not None:
-            result.prepared.append(meta)
-            result.reused += 1
-        else:
-            todo.append(source)
+    todo = []  # (case, the vocabulary of its dataset's masks)
+    for ds in sets:
+        for source in ds.cases:
+            meta = is_done(cases_dir, source.case_id, config)
+            if meta is not None:
+                result.prepared.append(meta)
+                result.reused += 1
+            else:
+                todo.append((source, ds.vocabulary))
     bar = tqdm(total=len(todo), desc="prepare", unit="case", disable=not progress)
     outcomes = []
     if workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_worker, s, ds.vocabulary, config, cases_dir, strict_labels, pseudo_labels)
-                       for s in todo]
+            futures = [pool.submit(_worker, s, v, config, cases_dir, strict_labels, pseudo_labels)
+                       for s, v in todo]
             for fut in as_completed(futures):
                 outcomes.append(fut.result())
                 bar.update()
     else:
-        for s in todo:
-            outcomes.append(_worker(s, ds.vocabulary, config, cases_dir, strict_labels, pseudo_labels))
+        for s, v in todo:
+            outcomes.append(_worker(s, v, config, cases_dir, strict_labels, pseudo_labels))
             bar.update()
     bar.close()
     for case, meta, problem in outcomes:
@@ -238,8 +276,10 @@ def prepare_dataset(dataset: str | Path | Dataset, out: str | Path, config: Prep
     index = [{"case": m["case"], "n_slices": m["n_slices"], "split": m["split"]} for m in result.prepared]
     write_json(out / "index.json", {"cases": index})
     write_json(out / "manifest.json", {
-        "config": config.to_json(), "dataset": str(ds.root.resolve()),
+        "config": config.to_json(), "dataset": _roots(sets),
+        "datasets": [{"root": str(ds.root.resolve()), "vocabulary": ds.vocabulary.to_json(),
+                      "cases": [c.case_id for c in ds.cases]} for ds in sets],
         "vocabulary": get_vocabulary(config.vocabulary).to_json(),
-        "source_vocabulary": ds.vocabulary.to_json(), "tracect_version": __version__,
+        "source_vocabulary": source_vocab[0] if len(sets) == 1 else source_vocab, "tracect_version": __version__,
         "cases": result.prepared, "skipped": result.skipped, "warnings": result.warnings})
     return result

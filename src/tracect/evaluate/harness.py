@@ -544,7 +544,9 @@ def segmenter_record(segmenter, generator_cache: str) -> dict:
     theirs = None
     if generator_cache and (Path(generator_cache) / "manifest.json").is_file():
         theirs = json.loads((Path(generator_cache) / "manifest.json").read_text()).get("dataset")
-    disjoint = None if not (mine and theirs) else Path(mine).resolve() != Path(theirs).resolve()
+    # a cache may come from several dataset folders (a list): disjoint when none is shared
+    folders = lambda x: {Path(p).resolve() for p in ([x] if isinstance(x, str) else x)}  # noqa: E731
+    disjoint = None if not (mine and theirs) else not (folders(mine) & folders(theirs))
     note = ("segmenter trained on another dataset than the generators: it has not seen their training volumes"
             if disjoint else "the segmenter was trained on the generators' own training dataset: its Dice favours "
             "volumes that resemble their training cases" if disjoint is False else

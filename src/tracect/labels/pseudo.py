@@ -41,10 +41,10 @@ import numpy as np
 from scipy import ndimage
 
 from tracect.data.body import bbox
+from tracect.data.grid import PADDING_HU
 from tracect.labels.vocabulary import tissue
 
 TISSUE = tissue()  # the pseudo-labels' vocabulary; the body is every labelled voxel
-PADDING_HU = -2000.0  # below any tissue or air: a scanner's padding outside its field of view
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ Built in:
   ``body`` class for tissue inside the body envelope that no organ label covers.
 - ``tissue``: what Hounsfield units alone tell apart (fat, soft tissue, lung, gas, bone, enhancing
   vessel), the vocabulary of ``tracect label`` (:mod:`tracect.labels.pseudo`).
+- ``tracect-fat``: ``tracect`` and a ``fat`` class, for models that learn from pseudo-labelled real CT:
+  its pseudo-labels tell fat from soft tissue, which ``tracect``'s ``body`` merges.
 
 A user vocabulary is a JSON file ``{"name": "...", "labels": {"1": "liver", ...}}`` (or a plain
 ``{"1": "liver", ...}`` mapping). A remap table maps source names to target names; unknown source
@@ -140,6 +142,13 @@ TISSUE_GROUPS: dict[str, list[str]] = {
 }
 
 
+# ``tracect-fat``: fat apart from ``body``. From ``tissue``: soft tissue is ``body``; from TotalSegmentator
+# and other vocabularies: its fat tasks' labels are ``fat``, the rest as in ``tracect``.
+FAT_NAMES = ["fat", "subcutaneous_fat", "torso_fat", "intermuscular_fat"]
+TISSUE_FAT_GROUPS: dict[str, list[str]] = {**TISSUE_GROUPS, "body": ["soft_tissue"], "fat": ["fat"]}
+COARSE_FAT_GROUPS: dict[str, list[str]] = {"fat": FAT_NAMES, **COARSE_GROUPS}
+
+
 def coarse_group_of(name: str) -> str | None:
     """The :data:`COARSE_GROUPS` entry a label name belongs to (the first that matches), or ``None``."""
     if name in COARSE_GROUPS:
@@ -170,7 +179,14 @@ def tissue() -> Vocabulary:
     return Vocabulary("tissue", {1: "fat", 2: "soft_tissue", 3: "lung", 4: "gas", 5: "bone", 6: "vessel"})
 
 
-BUILTIN = {"total": total, "tracect": coarse, "tissue": tissue}
+@lru_cache(maxsize=None)
+def coarse_fat() -> Vocabulary:
+    """``tracect-fat``: the ``tracect`` labels and ``fat`` (last, so ``tracect``'s ids keep their values)."""
+    labels = dict(coarse().labels)
+    return Vocabulary("tracect-fat", {**labels, len(labels) + 1: "fat"})
+
+
+BUILTIN = {"total": total, "tracect": coarse, "tissue": tissue, "tracect-fat": coarse_fat}
 
 
 def get_vocabulary(spec: str | Path | Vocabulary) -> Vocabulary:
@@ -233,15 +249,18 @@ def build_remap(source: Vocabulary, target: Vocabulary,
     """Remap ``source`` -> ``target``.
 
     ``groups`` maps each target name to source-name patterns; without it, labels are matched by
-    identical names, ``tissue`` -> ``tracect`` uses :data:`TISSUE_GROUPS` and any other vocabulary ->
-    ``tracect`` :data:`COARSE_GROUPS`. Source labels that no
+    identical names, ``tissue`` -> ``tracect`` uses :data:`TISSUE_GROUPS` (``tracect-fat``:
+    :data:`TISSUE_FAT_GROUPS`) and any other vocabulary -> ``tracect`` :data:`COARSE_GROUPS` with ``fat``
+    in ``body`` (``tracect-fat``: :data:`COARSE_FAT_GROUPS`). Source labels that no
     group claims map to background and are listed in ``Remap.table`` as 0.
     """
     if groups is None:
-        if source.name == "tissue" and target.name == "tracect":
-            groups = TISSUE_GROUPS
+        if source.name == "tissue" and target.name in ("tracect", "tracect-fat"):
+            groups = TISSUE_GROUPS if target.name == "tracect" else TISSUE_FAT_GROUPS
         elif target.name == "tracect":
-            groups = COARSE_GROUPS
+            groups = {**COARSE_GROUPS, "body": FAT_NAMES + COARSE_GROUPS["body"]}  # fat is tissue without an organ
+        elif target.name == "tracect-fat":
+            groups = COARSE_FAT_GROUPS
         else:
             groups = {n: [n] for n in target.labels.values()}
     table: dict[int, int] = {}

@@ -62,6 +62,19 @@ class TrainState:
     elapsed_s: float = 0.0  # training wall time over all sessions of this run
 
 
+def sized_for_cache(config: RunConfig, cache: str | Path) -> tuple[RunConfig, str | None]:
+    """``config`` with ``model.num_classes`` raised to the cache vocabulary's size where the preset's is
+    smaller (a preset is sized for ``tracect``; ``tracect-fat`` has one class more), and a note saying so."""
+    from tracect.data.cache import PreparedCache
+
+    vocab = PreparedCache(cache).vocabulary
+    if vocab.num_classes <= config.model.num_classes:
+        return config, None
+    note = (f"model.num_classes {config.model.num_classes} -> {vocab.num_classes} for the cache's vocabulary "
+            f"'{vocab.name}'")
+    return config.replace(model={"num_classes": vocab.num_classes}), note
+
+
 def build_model(config: RunConfig) -> FrameDenoiser:
     """The denoiser of a run configuration (untrained)."""
     return FrameDenoiser(config.model)
