@@ -209,7 +209,7 @@ def summarise(metrics: dict) -> dict:
     }
 
 
-def montage(work: Path, mname: str, entries: dict, reference: Path, out: Path, seed: int) -> Path:
+def montage(mname: str, entries: dict, out: Path, seed: int) -> Path:
     """Axial slices and a coronal reformat: the real CT | phantom only | phantom + real, on the evaluation
     grid of the seed-``seed`` volumes."""
     import matplotlib
@@ -316,8 +316,7 @@ def main() -> None:
             metrics = evaluate(es, folder, html=False, progress=False, log=None)
             summary.setdefault(mname, {})[model] = summarise(metrics)
     images = Path(args.images) if args.images else work
-    pictures = [str(montage(work, m, entries, masks[m]["reference"], images / f"real_data_{m.split(' ')[0]}.png",
-                            args.seeds[0])) for m in masks]
+    pictures = [str(montage(m, entries, images / f"real_data_{m.split(' ')[0]}.png", args.seeds[0])) for m in masks]
     res = {"held_out": args.held_out, "vocabulary": args.vocabulary, "trained_on_real": trained_on, "steps": args.steps, "seeds": args.seeds,
            "models": {k: str(v) for k, v in models.items()},
            "reports": {m: v["report"] for m, v in masks.items()}, "summary": summary,
