@@ -198,6 +198,8 @@ def summarise(metrics: dict) -> dict:
         "tissue_w1_mean": [round(c["tissue_w1_mean"], 1) for c in cases],
         "hu_abs_error_mean": [round(c["hu_abs_error_mean"], 1) for c in cases],
         "inplane_hf_ratio": [round(c["inplane_hf_ratio"], 3) for c in cases],
+        "soft_tissue_hf_ratio": [None if c["soft_tissue_hf_ratio"] is None else round(c["soft_tissue_hf_ratio"], 3)
+                                 for c in cases],
         "adjacent_dhu": [round(c["adjacent_dhu"], 1) for c in cases],
         "adjacent_dhu_reference": round(cases[0]["adjacent_dhu_reference"], 1),
         "organ_median_hu": {o: {"generated": [round(g, 0) for g, _ in v], "real": round(v[0][1], 0)}
@@ -264,6 +266,9 @@ def write_table(work: Path, res: dict, path: Path) -> None:
         lines.append("| per-organ median HU error (HU) | " + " | ".join(fmt(s["hu_abs_error_mean"]) for s in by_model.values()) + " |")
         lines.append("| in-plane HF power / real | " + " | ".join(
             f"{np.median(s['inplane_hf_ratio']):.2f}" for s in by_model.values()) + " |")
+        lines.append("| soft-tissue HF power / real | " + " | ".join(
+            "—" if None in s["soft_tissue_hf_ratio"] else f"{np.median(s['soft_tissue_hf_ratio']):.2f}"
+            for s in by_model.values()) + " |")
         lines.append("| organs in the wrong tissue class | " + " | ".join(
             str(len(s["wrong_tissue_class"])) for s in by_model.values()) + " |")
         lines.append("")

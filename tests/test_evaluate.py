@@ -139,6 +139,33 @@ def test_tissue_distances_known_answers():
     assert w == pytest.approx(10.0 * np.sqrt(2 / np.pi), rel=0.1)
 
 
+def test_soft_tissue_texture_known_answers():
+    """Patches wholly inside soft tissue only; the same noise scores 1, a smoothed copy less, more noise
+    more; the fat next to it (and its edge) does not count; too little soft tissue gives no figure."""
+    from scipy import ndimage
+
+    from tracect.evaluate import realism
+    from tracect.labels.pseudo import TISSUE
+
+    ids = {n: i for i, n in TISSUE.labels.items()}
+    rng = np.random.default_rng(1)
+    tissues = np.full((4, 32, 32), ids["fat"], np.uint8)
+    tissues[:, :, 12:] = ids["soft_tissue"]
+    corners = realism.tissue_patches(tissues)
+    assert corners and all(x >= 12 for _, _, x in corners)  # none straddles the fat
+    real = np.where(tissues == ids["fat"], -100.0, 40.0) + rng.normal(0, 15, tissues.shape)
+    assert realism.tissue_hf_ratio(real, real, tissues) == pytest.approx(1.0)
+    smooth = ndimage.gaussian_filter(real, (0, 1.5, 1.5))
+    assert realism.tissue_hf_ratio(smooth, real, tissues) < 0.2
+    assert realism.tissue_hf_ratio(real + rng.normal(0, 15, real.shape), real, tissues) > 1.5
+    # a smoothed fat region changes nothing: only soft tissue is looked at
+    fat_smoothed = np.where(tissues == ids["fat"], smooth, real)
+    assert realism.tissue_hf_ratio(fat_smoothed, real, tissues) == pytest.approx(1.0)
+    little = np.full_like(tissues, ids["fat"])
+    little[0, :8, :8] = ids["soft_tissue"]  # one patch: below MIN_PATCHES
+    assert realism.tissue_hf_ratio(real, real, little) is None
+
+
 def test_memorisation_ncc_finds_a_copied_slice():
     rng = np.random.default_rng(1)
     vol = rng.uniform(-1, 1, (6, 64, 64)).astype(np.float32)
@@ -222,6 +249,7 @@ def test_controls_move_the_metrics_the_expected_way(real_eval):
     assert c["hu_abs_error_mean"] == pytest.approx(0.0, abs=1.0)
     assert c["inplane_hf_ratio"] == pytest.approx(1.0)
     assert c["tissue_w1_mean"] == pytest.approx(0.0, abs=1e-6)
+    assert c["soft_tissue_hf_ratio"] == pytest.approx(1.0)
     # at 32 px (~10 mm pixels) the blurred cortex drops below the bone rule's threshold: no bone region here
     assert {t for t, v in c["tissue_w1"].items() if v is not None} >= {"fat", "soft_tissue", "lung"}
 
@@ -242,6 +270,7 @@ def test_controls_move_the_metrics_the_expected_way(real_eval):
     assert h["flow_epe_px"] < 0.3  # a uniform shift is not incoherence
     for t, w in h["tissue_w1"].items():  # every tissue's distribution moved by 100 HU
         assert w is None or w == pytest.approx(100.0, abs=2.0), t
+    assert h["soft_tissue_hf_ratio"] == pytest.approx(1.0, abs=0.02)  # a shift is no texture
 
     # memorisation: the real case was in the segmenter's (training) cache, so its slices are "copies"
     assert same["privacy"]["generated"]["fraction_above_threshold"] > 0.9

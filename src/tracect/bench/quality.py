@@ -46,7 +46,8 @@ PAIRED = (("dice_mean", "Dice", "{:+.3f}"), ("flow_epe_px", "flow EPE (px)", "{:
           ("adjacent_dhu_ratio", "adjacent abs. dHU / real", "{:+.3f}"),
           ("z_hf_ratio", "through-plane HF / real", "{:+.3f}"),
           ("inplane_hf_ratio", "in-plane HF power / real", "{:+.3f}"),
-          ("tissue_w1_mean", "tissue HU W1 (mean of 5 tissues)", "{:+.1f}"))
+          ("tissue_w1_mean", "tissue HU W1 (mean of 5 tissues)", "{:+.1f}"),
+          ("soft_tissue_hf_ratio", "soft-tissue HF power / real", "{:+.3f}"))
 
 
 def _trained(run: Path) -> dict | None:
@@ -343,7 +344,8 @@ def summarise(m: dict, timing: dict) -> dict:
         **{k: a.get(k) for k in ("dice_mean", "dice_reference_mean", "hu_abs_error_mean", "flow_epe_px",
                                  "flow_epe_frozen_px", "warp_error", "warp_error_reference", "ssim_mean",
                                  "ssim_mean_reference", "adjacent_dhu", "adjacent_dhu_reference", "z_hf",
-                                 "z_hf_reference", "inplane_hf_ratio", "tissue_w1_mean")},
+                                 "z_hf_reference", "inplane_hf_ratio", "tissue_w1_mean",
+                                 "soft_tissue_hf_ratio")},
         "tissue_w1_real_vs_real": (m["distribution"].get("tissue_w1_real_vs_real") or {}).get("mean"),
         "phase": g("contrast_phase"), "fatty": g("fatty_liver"), "lesion": g("lesion"),
         "fd": {v: m["distribution"].get(f"fd_{v}") for v in ("axial", "coronal", "sagittal")},
@@ -403,6 +405,8 @@ def markdown(r: dict) -> str:
             ("adjacent-slice abs. dHU / real CT's", lambda n: f"{_f(v[n]['adjacent_dhu'], '{:.1f}')} / {_f(v[n]['adjacent_dhu_reference'], '{:.1f}')}"),
             ("through-plane HF share / real CT's", lambda n: f"{_f(v[n]['z_hf'])} / {_f(v[n]['z_hf_reference'])}"),
             ("in-plane HF power / real CT's (1 = as sharp)", lambda n: _f(v[n].get("inplane_hf_ratio"))),
+            ("HF power in soft tissue / real CT's (noise and texture)",
+             lambda n: _f(v[n].get("soft_tissue_hf_ratio"))),
             ("per-organ abs. HU median error", lambda n: _f(v[n]["hu_abs_error_mean"], "{:.1f}")),
             ("tissue HU W1, mean of 5 tissues / real vs another real CT",
              lambda n: f"{_f(v[n].get('tissue_w1_mean'), '{:.1f}')} / {_f(v[n].get('tissue_w1_real_vs_real'), '{:.1f}')}"),

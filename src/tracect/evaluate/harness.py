@@ -300,11 +300,13 @@ def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) ->
         ref_q = realism.tissue_quantiles(grid.reference, tissues)
         row["tissue_w1"] = realism.tissue_distances(realism.tissue_quantiles(grid.generated, tissues), ref_q)
         row["tissue_w1_mean"] = json_number(realism.mean_distance(row["tissue_w1"]))
+        # noise and texture inside the real CT's soft tissue, free of the edges between tissues
+        row["soft_tissue_hf_ratio"] = json_number(realism.tissue_hf_ratio(grid.generated, grid.reference, tissues))
     else:
         for key in ("flow_epe_px", "flow_epe_frozen_px", "warp_error_reference", "ssim_profile_reference",
                     "adjacent_dhu_reference", "z_hf_reference", "adjacent_dhu_ratio", "z_hf_ratio", "inplane_hf_ratio"):
             row[key] = MISSING
-        row["hu_abs_error_mean"] = row["tissue_w1_mean"] = MISSING
+        row["hu_abs_error_mean"] = row["tissue_w1_mean"] = row["soft_tissue_hf_ratio"] = MISSING
         ref_q = None
         row["notes"].append("flow EPE and reference HU: no reference CT for this mask")
     row["findings"] = findings_from_report(entry.report)
@@ -328,7 +330,8 @@ def _aggregate(rows: list[dict], groups: list) -> dict:
         return M.mean_ci(values, groups=groups)
 
     agg = {k: ci([r.get(k) for r in rows])
-           for k in ("dice_mean", "dice_reference_mean", "hu_abs_error_mean", "tissue_w1_mean") + COHERENCE}
+           for k in ("dice_mean", "dice_reference_mean", "hu_abs_error_mean", "tissue_w1_mean",
+                     "soft_tissue_hf_ratio") + COHERENCE}
     agg["tissue_w1"] = {t: ci([r.get("tissue_w1", {}).get(t) for r in rows]) for t in realism.TISSUES}
     organs = sorted({o for r in rows for o in r.get("dice", {})})
     agg["dice_per_organ"] = {o: ci([r["dice"].get(o) for r in rows]) for o in organs}
