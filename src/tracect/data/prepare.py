@@ -35,7 +35,7 @@ from tracect.data.body import body_from_ct
 from tracect.data.flow import slice_flows
 from tracect.data.grid import (AIR_HU, PADDING_HU, PrepareConfig, hu_to_unit,  # noqa: F401 (re-exported)
                                output_grid, replace_padding, unit_to_hu)
-from tracect.data.layout import CaseSource, Dataset, load_dataset
+from tracect.data.layout import CaseSource, Dataset, DatasetError, load_dataset
 from tracect.data.resample import resample_to_grid
 from tracect.data.validate import CaseError, check_hu, check_pair
 from tracect.io.readers import VolumeReadError, read_mask, read_volume
@@ -191,8 +191,6 @@ def load_datasets(datasets, allow_absolute: bool = False) -> tuple[Dataset, ...]
 
     Each keeps its own vocabulary and split (e.g. a phantom in ``total`` labels beside unlabelled real
     CT); case ids must be unique across them, since a case's folder in the cache is its id."""
-    from tracect.data.layout import DatasetError
-
     items = [datasets] if isinstance(datasets, (str, Path, Dataset)) else list(datasets)
     if not items:
         raise DatasetError("no dataset folder given")

@@ -41,10 +41,9 @@ def tissue_quantiles(hu: np.ndarray, tissues: np.ndarray) -> dict[str, np.ndarra
     or None where the region has fewer than :data:`MIN_VOXELS` voxels."""
     from tracect.labels.pseudo import TISSUE
 
-    ids = {n: i for i, n in TISSUE.labels.items()}
     out = {}
     for name in TISSUES:
-        values = hu[tissues == ids[name]]
+        values = hu[tissues == TISSUE.id_of(name)]
         out[name] = np.quantile(values.astype(np.float64), QUANTILES) if values.size >= MIN_VOXELS else None
     return out
 
@@ -78,7 +77,7 @@ def tissue_patches(tissues: np.ndarray, tissue: str = "soft_tissue", patch: int 
 
     from tracect.labels.pseudo import TISSUE
 
-    inside = tissues == {n: i for i, n in TISSUE.labels.items()}[tissue]
+    inside = tissues == TISSUE.id_of(tissue)
     if inside.shape[1] < patch or inside.shape[2] < patch:
         return []
     step = max(1, patch // 2)

@@ -41,11 +41,12 @@ def slice_tilt_deg(volume: Volume) -> float:
 
 def _given_body(body: Volume, mask: Volume) -> np.ndarray:
     """``body``'s nonzero voxels on the canonical grid of ``mask`` (the same grid, in any axis order)."""
-    b, m = body.canonical(), mask.canonical()
-    if b.array.shape != m.array.shape or not np.allclose(b.affine, m.affine, atol=1e-3):
-        raise MaskError(f"the body mask's grid {b.array.shape} (spacing {tuple(round(s, 3) for s in b.spacing)}) "
-                        f"is not the mask's {m.array.shape} (spacing {tuple(round(s, 3) for s in m.spacing)}); "
-                        "resample it onto the mask's grid first")
+    from tracect.io.pairing import GridMismatchError, canonical_pair
+
+    try:
+        _, b = canonical_pair(mask, body, ("mask", "body mask"))
+    except GridMismatchError as e:
+        raise MaskError(f"{e}; resample it onto the mask's grid first") from None
     return np.asarray(b.array) > 0
 
 

@@ -41,7 +41,7 @@ import numpy as np
 from scipy import ndimage
 
 from tracect.data.body import bbox
-from tracect.data.grid import PADDING_HU
+from tracect.data.grid import replace_padding
 from tracect.labels.vocabulary import tissue
 
 TISSUE = tissue()  # the pseudo-labels' vocabulary; the body is every labelled voxel
@@ -163,7 +163,7 @@ def pseudo_labels(hu: np.ndarray, spacing: tuple[float, float, float],
     dz, dy, dx = (float(s) for s in spacing)
     voxel_ml = dz * dy * dx / 1000.0
     pixel_mm2 = dy * dx
-    hu = np.where(hu < PADDING_HU, -1000.0, hu).astype(np.float32)
+    hu, _ = replace_padding(hu)  # a scanner's padding outside its field of view is air
     full = hu.shape
     body = body_mask(hu, spacing, c)
     box = bbox(body)

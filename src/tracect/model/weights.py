@@ -90,7 +90,7 @@ def export_weights(path: str | Path, out: str | Path, dtype: torch.dtype = torch
     was made); the training cache's path, which means nothing elsewhere, is left out. -> ``out``."""
     from safetensors.torch import save_file
 
-    from tracect.utils.atomic import write_json
+    from tracect.utils.atomic import atomic_path, write_json
 
     ckpt = resolve_checkpoint(path)
     if ckpt.is_file():
@@ -101,7 +101,8 @@ def export_weights(path: str | Path, out: str | Path, dtype: torch.dtype = torch
     data["export"] = {"step": step, "dtype": str(dtype).removeprefix("torch."), **record}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in weights.items()}, str(out / "ema.safetensors"))
+    with atomic_path(out / "ema.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
     write_json(out / "config.json", json.loads((ckpt / "config.json").read_text()))
     write_json(out / "data.json", data)
     return out
