@@ -2,7 +2,9 @@
 
 For windows of a prepared phantom cache that show the aorta, each window is generated from its own
 masks and noise three times: with a fixed arterial-phase report, a fixed non-contrast report, and its
-own report; printed next to the real aorta HU by the case's true phase.
+own report; printed next to the real aorta HU by the case's true phase. Only cases the run did not
+train on are used (the run's ``data.json`` lists its training cases): give a cache of a held-out draw
+(``tracect phantom --split test --prefix heldout``), or the run's own cache for its val and test cases.
 
     PYTHONPATH=src python scripts/phase_adherence.py RUN CACHE [--windows 24] [--samplers 1:25 3:12 3:25]
 """
@@ -10,6 +12,8 @@ own report; printed next to the real aorta HU by the case's true phase.
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,7 +40,17 @@ def main() -> None:
     aorta = ds.cache.vocabulary.id_of("aorta")
     gen = Generator.from_checkpoint(args.run)
     window = gen.prepare.hu_window
-    candidates = [i for i in range(0, len(ds), 5) if (ds[i]["mask"] == aorta).sum() > 30]
+    data = Path(args.run) / "data.json"
+    trained = set(json.loads(data.read_text())["cases"]) if data.is_file() else None
+    if trained is None:
+        raise SystemExit(f"{args.run}: no data.json, so the cases it trained on are unknown; adherence is "
+                         "measured on held-out cases only")
+    heldout = {m["case"] for m in ds.cache.cases} - trained
+    if not heldout:
+        raise SystemExit(f"every case of {args.cache} is a training case of {args.run}")
+    candidates = [i for i in range(0, len(ds), 5) if ds.cache.cases[int(ds.index[i][0])]["case"] in heldout
+                  and (ds[i]["mask"] == aorta).sum() > 30]
+    print(f"{len(heldout)} held-out cases, {len(candidates)} windows with an aorta")
     picks = sorted(np.random.default_rng(0).choice(candidates, min(args.windows, len(candidates)), replace=False))
     items = [ds[int(i)] for i in picks]
     phase = np.array(["arterial" if "arterial" in it["report"] else "non-contrast" for it in items])

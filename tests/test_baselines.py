@@ -50,8 +50,9 @@ def test_baseline_trains_and_generates_any_length(preset, tiny_cache, real_dir, 
 def test_baseline_presets_share_the_frame_pair_network():
     pair, sl, d3 = (load_config(p).model for p in ("cpu", "cpu-slice", "cpu-3d"))
     for m in (sl, d3):
-        assert (m.channels, m.attention_levels, m.num_res_blocks, m.cross_attention_dim, m.text_units) == \
-               (pair.channels, pair.attention_levels, pair.num_res_blocks, pair.cross_attention_dim, pair.text_units)
+        assert (m.channels, m.attention_levels, m.num_res_blocks, m.cross_attention_dim, m.text_units, m.findings) == \
+               (pair.channels, pair.attention_levels, pair.num_res_blocks, pair.cross_attention_dim, pair.text_units,
+                pair.findings)
     assert (sl.frames, sl.known_frames) == (1, False)
     assert d3.kind == "3d" and not d3.known_frames
     assert load_config("cpu-slice").train.flow_loss_weight == 0

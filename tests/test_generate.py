@@ -101,9 +101,9 @@ def test_burn_in_runs_through_the_mirrored_top_slices_then_forwards(gen, real_ma
     calls = []
     original = gen.model.forward
 
-    def spy(x, t, m, tokens, pooled, geometry=None, known=None, known_values=None, flow=None):
+    def spy(x, t, m, tokens, pooled, geometry=None, known=None, known_values=None, flow=None, *findings):
         calls.append((geometry[0, 2].item(), None if known is None else known[0].tolist()))
-        return original(x, t, m, tokens, pooled, geometry, known, known_values, flow)
+        return original(x, t, m, tokens, pooled, geometry, known, known_values, flow, *findings)
 
     gen.model.forward = spy
     try:

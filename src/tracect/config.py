@@ -51,6 +51,9 @@ class ModelConfig:
     known_frames: bool = True  # clean frames + per-frame indicator as input
     flow_input: bool = False  # optional: the real flow between frames as input channels
     latent_channels: int = 1  # channels per frame: 1 for CT pixels, the autoencoder's for a latent model
+    # the report's structured findings (tracect.data.findings) beside its text: a findings vector on the
+    # time path and, for pixel models, a lesion map embedded beside the mask
+    findings: bool = False
 
     def __post_init__(self):
         o = "model"

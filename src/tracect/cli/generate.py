@@ -35,6 +35,9 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=None, help="sampler steps per window (default: the model's)")
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance weight on the report (default: the model's; 1: off)")
+    p.add_argument("--lesion-guidance", type=float, default=d.lesion_guidance,
+                   help="guidance weight inside the report's placed lesions (a model with findings; "
+                        "default: --guidance's)")
     p.add_argument("--mode", choices=MODES, default=d.mode)
     p.add_argument("--overlap", type=int, default=d.overlap, help="frames shared by consecutive windows")
     p.add_argument("--warmup", type=int, default=d.warmup,
@@ -143,7 +146,8 @@ def _run_manifest(args) -> int:
 def _options(args) -> dict:
     from tracect.generate.sampling import Sampling
 
-    sampling = Sampling(steps=args.steps, guidance=args.guidance, mode=args.mode, overlap=args.overlap,
+    sampling = Sampling(steps=args.steps, guidance=args.guidance, lesion_guidance=args.lesion_guidance,
+                        mode=args.mode, overlap=args.overlap,
                         warmup=args.warmup, chunk=args.chunk, window=args.window)
     return dict(vocabulary=args.vocabulary, sampling=sampling, batch_volumes=args.batch_volumes,
                 formats=("nifti",) + (("dicom",) if args.format == "dicom" else ()) + (("grid",) if args.keep_grid else ()),

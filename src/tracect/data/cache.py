@@ -17,7 +17,8 @@ class CaseArrays:
     """One prepared case. Arrays are read-only memory maps.
 
     image ``(Z, H, W)`` float16 in [-1, 1]; mask ``(Z, H, W)`` uint8; body ``(Z, H, W)`` uint8;
-    flow ``(Z-1, 2, H, W)`` float16 px (slice k -> k+1).
+    flow ``(Z-1, 2, H, W)`` float16 px (slice k -> k+1); lesion ``(Z, H, W)`` uint8 kind codes
+    (:mod:`tracect.data.lesions`) or None where the dataset did not know its lesions.
     """
 
     meta: dict
@@ -25,6 +26,7 @@ class CaseArrays:
     mask: np.ndarray
     body: np.ndarray
     flow: np.ndarray
+    lesion: np.ndarray | None = None
 
 
 class PreparedCache:
@@ -58,6 +60,8 @@ class PreparedCache:
             meta = self.cases[i]
             folder = self.root / "cases" / meta["case"]
             arrays = {n: np.load(folder / f"{n}.npy", mmap_mode="r") for n in ("image", "mask", "body", "flow")}
+            if (folder / "lesion.npy").is_file():
+                arrays["lesion"] = np.load(folder / "lesion.npy", mmap_mode="r")
             self._open[i] = CaseArrays(meta=meta, **arrays)
         return self._open[i]
 

@@ -35,13 +35,16 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class CaseSource:
-    """Where one case's inputs live. ``image``/``mask`` are ``None`` when missing."""
+    """Where one case's inputs live. ``image``/``mask`` are ``None`` when missing. ``lesions``: the
+    focal lesions of ``findings.jsonl`` (organ, kind, diameter_mm, center_ras_mm), when the dataset
+    knows where they are (the phantom does); they become the cache's lesion map."""
 
     case_id: str
     image: Path | None
     mask: Path | None
     report: str | None
     split: str
+    lesions: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,34 @@ def default_split(case_id: str, fractions=(0.8, 0.1, 0.1)) -> str:
     return "train" if u < fractions[0] else "val" if u < fractions[0] + fractions[1] else "test"
 
 
+LESION_KEYS = ("organ", "kind", "diameter_mm", "center_ras_mm")
+
+
+def read_lesions(root: Path) -> dict[str, tuple]:
+    """``findings.jsonl`` (optional; the phantom writes it): one JSON object per line with ``case`` and
+    ``lesions``, a list of ``{organ, kind, diameter_mm, center_ras_mm}`` (more keys are ignored) ->
+    case -> lesions. A malformed line is a :class:`DatasetError`."""
+    path = root / "findings.jsonl"
+    if not path.is_file():
+        return {}
+    from tracect.data.findings import LESION_KINDS
+
+    out: dict[str, tuple] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            lesions = tuple({k: les[k] for k in LESION_KEYS} for les in obj.get("lesions", []))
+            for les in lesions:
+                if les["kind"] not in LESION_KINDS or float(les["diameter_mm"]) <= 0 or len(les["center_ras_mm"]) != 3:
+                    raise ValueError(f"lesion {les}")
+            out[str(obj["case"])] = lesions
+        except (ValueError, KeyError, TypeError) as e:
+            raise DatasetError(f"{root.name}/findings.jsonl:{n}: unusable ({type(e).__name__}: {str(e)[:120]})") from None
+    return out
+
+
 def load_dataset(root: str | Path, allow_absolute: bool = False) -> Dataset:
     """Discover cases, reports, vocabulary and split of a dataset folder.
 
@@ -140,8 +171,9 @@ def load_dataset(root: str | Path, allow_absolute: bool = False) -> Dataset:
 
     images, masks = _entries(root / "images"), _entries(root / "masks")
     reports = read_reports(root)
+    lesions = read_lesions(root)
     cases = tuple(
         CaseSource(case, images.get(case), masks.get(case), reports.get(case),
-                   split_of.get(case, default_split(case)))
+                   split_of.get(case, default_split(case)), lesions.get(case, ()))
         for case in sorted(set(images) | set(masks)))
     return Dataset(root, cases, vocabulary, info)

@@ -10,6 +10,8 @@ the optical flow between every pair of neighbouring slices. Cache layout (see do
     CACHE/cases/CASE/mask.npy            uint8   (Z, H, W) model-vocabulary ids
     CACHE/cases/CASE/body.npy            uint8   (Z, H, W) 1 inside the body
     CACHE/cases/CASE/flow.npy            float16 (Z-1, 2, H, W) px, slice k -> k+1 (tracect.data.flow)
+    CACHE/cases/CASE/lesion.npy          uint8   (Z, H, W) lesion kind codes (tracect.data.lesions);
+                                         only for cases whose dataset knows its lesions
     CACHE/cases/CASE/meta.json           geometry, report, provenance; written last
     CACHE/index.json                     the cases ready for training (name, slices, split)
     CACHE/manifest.json                  everything: config, cases, skipped cases with reasons
@@ -35,6 +37,7 @@ from tracect.data.body import body_from_ct
 from tracect.data.flow import slice_flows
 from tracect.data.grid import (AIR_HU, PADDING_HU, PrepareConfig, hu_to_unit,  # noqa: F401 (re-exported)
                                output_grid, replace_padding, unit_to_hu)
+from tracect.data.lesions import lesion_map
 from tracect.data.layout import CaseSource, Dataset, DatasetError, load_dataset
 from tracect.data.resample import resample_to_grid
 from tracect.data.validate import CaseError, check_hu, check_pair
@@ -136,6 +139,11 @@ def prepare_case(source: CaseSource, vocabulary: Vocabulary, config: PrepareConf
     }
     arrays = {"image": unit.astype(np.float16), "mask": model_labels.astype(np.uint8),
               "body": body.astype(np.uint8), "flow": flow.astype(np.float16)}
+    if source.lesions:
+        organs = [labels == vocabulary.id_of(les["organ"]) if les["organ"] in vocabulary.labels.values()
+                  else np.ones(shape, bool) for les in source.lesions]
+        arrays["lesion"] = lesion_map(shape, affine, source.lesions, organs)
+        meta["lesions"] = [dict(les) for les in source.lesions]
     return arrays, meta
 
 

@@ -27,6 +27,8 @@ class FrameWindows(Dataset):
     - ``flow``   ``(K-1, 2, H, W)`` float32 px, frame k -> k+1 (``(0, 2, H, W)`` for K=1)
     - ``spacing`` ``(3,)`` float32 mm (slice thickness, row, column)
     - ``position`` ``(K,)`` float32: each slice's index / (n_slices - 1) in its case, 0 = top
+    - ``lesion`` ``(K, H, W)`` int64 lesion kind codes (:mod:`tracect.data.lesions`; zeros where the
+      cache holds no lesion map)
     - ``report`` str, ``case`` str, ``start`` int (first slice of the window)
 
     With ``latent_labels`` (a latent model: the number of mask channels, ``num_classes + 1``), the
@@ -71,6 +73,8 @@ class FrameWindows(Dataset):
             "flow": torch.from_numpy(np.asarray(arr.flow[s:s + k - 1], dtype=np.float32)),
             "spacing": torch.tensor(meta["spacing"], dtype=torch.float32),
             "position": torch.arange(s, s + k, dtype=torch.float32) / max(n - 1, 1),
+            "lesion": (torch.zeros(k, *arr.mask.shape[1:], dtype=torch.int64) if arr.lesion is None
+                       else torch.from_numpy(np.asarray(arr.lesion[sl], dtype=np.int64))),
             "report": meta["report"], "case": meta["case"], "start": s,
         }
         if self.latent_labels is not None:

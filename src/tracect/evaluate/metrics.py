@@ -392,3 +392,33 @@ def nearest_ncc(queries: np.ndarray, bank: np.ndarray, chunk: int = 4096) -> np.
     for s in range(0, len(bank), chunk):
         best = np.maximum(best, (queries @ bank[s:s + chunk].T).max(1))
     return best
+
+
+def median_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """Distribution-free confidence interval of a median: the order statistics that the binomial
+    (sign test) gives for ``len(values)`` independent values; ``(nan, nan)`` when n is too small for the
+    level (n < 6 at 95%)."""
+    from scipy import stats
+
+    v = np.sort(np.asarray([float(x) for x in values if _finite(x)], dtype=np.float64))
+    n = len(v)
+    if n < 1:
+        return float("nan"), float("nan")
+    k = int(stats.binom.ppf((1 - level) / 2, n, 0.5))  # P(B <= k-1) <= alpha/2 for the lower index
+    while k > 0 and stats.binom.cdf(k - 1, n, 0.5) > (1 - level) / 2:
+        k -= 1
+    if k < 1:
+        return float("nan"), float("nan")
+    return float(v[k - 1]), float(v[n - k])
+
+
+def proportion_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson (exact binomial) interval of a proportion; ``(nan, nan)`` for n = 0."""
+    from scipy import stats
+
+    if n == 0:
+        return float("nan"), float("nan")
+    a = (1 - level) / 2
+    lo = 0.0 if successes == 0 else float(stats.beta.ppf(a, successes, n - successes + 1))
+    hi = 1.0 if successes == n else float(stats.beta.ppf(1 - a, successes + 1, n - successes))
+    return lo, hi

@@ -35,7 +35,9 @@ from tracect.config import RunConfig
 from tracect.data.grid import AIR_HU, PrepareConfig, output_grid, unit_to_hu
 from tracect.data.resample import resample_to_grid, resample_to_int16
 from tracect.diffusion.schedule import Schedule
+from tracect.data.findings import findings_record, parse_findings
 from tracect.generate import strategies
+from tracect.generate.lesions import place_lesions
 from tracect.generate.masks import GenerationMask, prepare_mask
 from tracect.generate.sampling import Sampling
 from tracect.io.volume import Volume
@@ -74,6 +76,7 @@ class Plan:
     sampling: Sampling
     key: object = None
     started: float = field(default_factory=time.perf_counter)
+    lesions: list = field(default_factory=list)  # the report's lesions as placed (generate.lesions)
 
 
 def mask_hash(mask: Volume) -> str:
@@ -174,11 +177,19 @@ class Generator:
         sampling = (sampling or Sampling()).resolved(self.config.diffusion)
         mc = self.config.model
         gm = prepare_mask(mask, get_vocabulary(vocabulary), self.vocabulary, body)
+        affine, shape = self.generation_grid(gm)
+        labels = resample_to_grid(gm.labels, affine, shape, order=0, dtype=np.uint8).array
+        lesion, placed = None, []
+        if mc.findings and not self.latent:
+            # the report's lesions, placed once per volume from its seed (numpy's stream; torch's
+            # generator below draws the noise)
+            names = {n: i for i, n in self.vocabulary.labels.items()}
+            lesion, placed, notes = place_lesions(parse_findings(report), labels, affine, names,
+                                                  np.random.default_rng(int(seed)))
+            gm.notes.extend(notes)
         for note in gm.notes:
             if log:
                 log(note)
-        affine, shape = self.generation_grid(gm)
-        labels = resample_to_grid(gm.labels, affine, shape, order=0, dtype=np.uint8).array
         Z = shape[0]
         K = mc.frames
         if mc.kind == "3d":
@@ -195,9 +206,11 @@ class Generator:
             frame = (mc.latent_channels, s, s)
         chain = strategies.Chain(torch.from_numpy(labels[np.minimum(order, Z - 1)]),
                                  torch.from_numpy(order).float() / max(Z - 1, 1), torch.tensor(spacing, dtype=torch.float32),
-                                 report, K, sampling.overlap, torch.Generator().manual_seed(int(seed)), key, frame)
+                                 report, K, sampling.overlap, torch.Generator().manual_seed(int(seed)), key, frame,
+                                 None if lesion is None else torch.from_numpy(lesion[np.minimum(order, Z - 1)]))
         vocab_name = get_vocabulary(vocabulary).name
-        return Plan(gm, affine, shape, labels, chain, B, report, int(seed), vocab_name, sampling, key)
+        return Plan(gm, affine, shape, labels, chain, B, report, int(seed), vocab_name, sampling, key,
+                    lesions=placed)
 
     # ------------------------------------------------------------------ 2. sample
 
@@ -219,10 +232,14 @@ class Generator:
             mask = labels_of(torch.stack([c.labels[s:s + K] for c, s in zip(chains, starts)]))
             position = torch.stack([c.positions[s:s + K] for c, s in zip(chains, starts)])  # (B, K)
             spacing = torch.stack([c.spacing for c in chains])  # (B, 3)
+            lesion = None
+            if chains[0].lesion is not None:  # (B, K, H, W) lesion kind codes
+                lesion = torch.stack([c.lesion[s:s + K] for c, s in zip(chains, starts)])
             cond = build_condition(self.text, mask, [c.report for c in chains], spacing, position, self.device,
-                                   known=known, known_values=known_values, null=sampling.guided)
+                                   known=known, known_values=known_values, null=sampling.guided,
+                                   findings=self.config.model.findings, lesion=lesion)
             return make_denoise(self.model, cond, self.config.diffusion.train_timesteps, self.autocast,
-                                sampling.guidance)
+                                sampling.guidance, sampling.lesion_guidance)
 
         return build
 
@@ -296,7 +313,9 @@ class Generator:
             # what ran, as distinct from what was asked: the burn-in and overlap in effect, the window length
             "steps": s.steps, "guidance": s.guidance, "mode": s.mode, "overlap": s.overlap if chain.K > 1 else 0,
             "warmup": plan.burn_in, "frames": chain.K, "windows": len(chain.starts), "batch_volumes": batch_volumes,
-            "report": plan.report, "mask_sha256": mask_hash(source), "mask_source": source.meta.get("source"),
+            "report": plan.report, **({"findings": findings_record(plan.report), "lesions": plan.lesions}
+                                       if self.config.model.findings else {}),
+            "mask_sha256": mask_hash(source), "mask_source": source.meta.get("source"),
             "vocabulary": plan.vocabulary, "notes": plan.mask.notes, "organ_files": source.meta.get("organ_files"),
             "generation_grid": {"shape": list(plan.shape), "spacing_mm": list(spacing),
                                 "affine": np.asarray(plan.affine).tolist()},

@@ -17,6 +17,9 @@ class Sampling:
 
     - ``steps``: DDIM steps per window (``None``: the model's ``diffusion.sample_steps``);
     - ``guidance``: classifier-free guidance weight on the report (``None``: the model's; 1: off);
+    - ``lesion_guidance``: the guidance weight inside the lesion map's pixels (a model with findings;
+      ``None``: ``guidance`` everywhere). The map itself draws the lesion; guidance 3 on top of it
+      overshot the lesions' density by hundreds of HU (docs/benchmarks.md);
     - ``mode``: ``sequential`` (TRACE: each window continues from the last generated slices) or
       ``parallel`` (all windows denoised together, overlapping estimates fused at every step);
     - ``overlap``: frames shared by consecutive windows (1..K-1);
@@ -28,6 +31,7 @@ class Sampling:
 
     steps: int | None = None
     guidance: float | None = None
+    lesion_guidance: float | None = None
     mode: str = "sequential"
     overlap: int = 1
     warmup: int = DEFAULT_WARMUP
@@ -42,6 +46,7 @@ class Sampling:
         need(self.mode in MODES, "mode", f"one of {MODES}")
         need(self.steps is None or (isinstance(self.steps, int) and self.steps >= 1), "steps", "an integer >= 1")
         need(self.guidance is None or self.guidance >= 0, "guidance", ">= 0")
+        need(self.lesion_guidance is None or self.lesion_guidance >= 0, "lesion_guidance", ">= 0")
         need(isinstance(self.overlap, int) and self.overlap >= 1, "overlap", "an integer >= 1")
         need(isinstance(self.warmup, int) and self.warmup >= 0, "warmup", "an integer >= 0")
         need(isinstance(self.chunk, int) and self.chunk >= 1, "chunk", "an integer >= 1")
@@ -62,7 +67,9 @@ class Sampling:
 
     @property
     def guided(self) -> bool:
-        return self.guidance is not None and self.guidance != 1.0
+        """Whether the empty report's prediction is needed anywhere."""
+        return (self.guidance is not None and self.guidance != 1.0) or \
+            (self.lesion_guidance is not None and self.lesion_guidance != 1.0)
 
     def to_json(self) -> dict:
         return asdict(self)

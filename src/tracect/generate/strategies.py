@@ -51,7 +51,8 @@ class Chain:
     in chain order; spacing ``(3,)`` mm (z, y, x); ``K`` frames per window overlapping by ``overlap``;
     one ``generator`` for every random draw of this volume. ``out`` ``(Z, *frame)`` collects the
     generated frames: ``frame`` is ``(H, W)`` for slices in [-1, 1] (the default, the labels' in-plane
-    shape) or ``(C, h, w)`` for latent frames; ``key`` identifies the volume to whoever made the chain.
+    shape) or ``(C, h, w)`` for latent frames; ``key`` identifies the volume to whoever made the chain;
+    ``lesion`` ``(Z, H, W)`` uint8 lesion kind codes in chain order (a model with findings) or None.
     """
 
     labels: torch.Tensor
@@ -63,6 +64,7 @@ class Chain:
     generator: torch.Generator
     key: object = None
     frame: tuple[int, ...] | None = None
+    lesion: torch.Tensor | None = None
     out: torch.Tensor = field(init=False, repr=False)
     done: torch.Tensor = field(init=False, repr=False)
     starts: list[int] = field(init=False)

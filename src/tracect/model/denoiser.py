@@ -9,7 +9,9 @@ Inputs per frame: the noisy frame, the known (clean) frame times its indicator, 
 learned ``mask_embed_dim``-channel embedding of the frame's label mask (concatenated spatially). The
 report enters twice: its token embeddings through cross-attention and its pooled embedding added to the
 time embedding, together with an embedding of the geometry (pixel spacing, slice thickness, relative
-position of the window in the volume). The network knows nothing about noise schedules.
+position of the window in the volume). With ``findings`` the report's structured findings
+(:mod:`tracect.data.findings`) enter too: their vector on the time path, and the lesion map (kind codes
+per pixel) as a learned embedding added to the mask's. The network knows nothing about noise schedules.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from torch import nn
 
 from tracect.config import ModelConfig
+from tracect.data.findings import FINDINGS_DIM, LESION_KINDS
 
 GEOMETRY_FEATURES = 5  # log px/4, log dz/4, position of first and last frame, present flag
 
@@ -63,6 +66,11 @@ class FrameDenoiser(nn.Module):
         self.token_proj = nn.Linear(c.text_dim, c.cross_attention_dim)
         self.pooled_proj = _mlp(c.text_dim, temb)
         self.geometry_proj = _mlp(GEOMETRY_FEATURES, temb) if c.geometry else None
+        self.findings_proj = self.lesion_embed = None
+        if c.findings:
+            self.findings_proj = _mlp(FINDINGS_DIM, temb)
+            # code 0 (no lesion) embeds to zero, so that a lesion-free window sees the mask's embedding alone
+            self.lesion_embed = nn.Embedding(len(LESION_KINDS) + 1, c.mask_embed_dim, padding_idx=0)
 
     def mask_channels(self, mask: torch.Tensor, dtype) -> torch.Tensor:
         """The mask's embedding ``(B, K, E, *S)``: from label ids ``(B, K, *S)`` (long) or from the
@@ -72,7 +80,7 @@ class FrameDenoiser(nn.Module):
             return torch.einsum("bkl...,le->bke...", mask.to(dtype), self.mask_embed.weight.to(dtype))
         return self.mask_embed(mask).movedim(-1, 2).to(dtype)
 
-    def _inputs(self, x_t, mask, known, known_values, flow) -> torch.Tensor:
+    def _inputs(self, x_t, mask, known, known_values, flow, lesion=None) -> torch.Tensor:
         c = self.config
         B, K = x_t.shape[:2]
         x = x_t if c.latent_channels > 1 else x_t.unsqueeze(2)  # (B, K, C, *S)
@@ -86,7 +94,10 @@ class FrameDenoiser(nn.Module):
                 values = known_values if c.latent_channels > 1 else known_values.unsqueeze(2)
             kmap = known.to(x.dtype).reshape(B, K, 1, *([1] * len(S)))
             parts += [values * kmap, kmap.expand(B, K, 1, *S)]
-        parts.append(self.mask_channels(mask, x.dtype))
+        masks = self.mask_channels(mask, x.dtype)
+        if self.lesion_embed is not None and lesion is not None and not mask.is_floating_point():
+            masks = masks + self.lesion_embed(lesion.long()).movedim(-1, 2).to(x.dtype)
+        parts.append(masks)
         h = torch.cat(parts, dim=2)  # (B, K, C_in, *S)
         if self.spatial_dims == 2:
             h = h.flatten(1, 2)  # (B, K*C, H, W)
@@ -102,23 +113,27 @@ class FrameDenoiser(nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor,
                 pooled: torch.Tensor, geometry: torch.Tensor | None = None,
                 known: torch.Tensor | None = None, known_values: torch.Tensor | None = None,
-                flow: torch.Tensor | None = None) -> torch.Tensor:
+                flow: torch.Tensor | None = None, findings: torch.Tensor | None = None,
+                lesion: torch.Tensor | None = None) -> torch.Tensor:
         """Predict the diffusion target for every frame.
 
         x_t ``(B, K, H, W)`` (a latent model: ``(B, K, C, h, w)``); t ``(B,)`` network time; mask
         ``(B, K, H, W)`` long ids (``num_classes`` = dropped) or ``(B, K, num_classes + 1, H, W)`` label
         fractions; tokens ``(B, L, text_dim)``; pooled ``(B, text_dim)``; geometry ``(B, 5)``; known
-        ``(B, K)`` bool with known_values shaped as x_t; flow ``(B, K-1, 2, H, W)`` px.
-        Returns the shape of x_t.
+        ``(B, K)`` bool with known_values shaped as x_t; flow ``(B, K-1, 2, H, W)`` px; findings
+        ``(B, FINDINGS_DIM)`` and lesion ``(B, K, H, W)`` kind codes (a ``findings`` model; ignored
+        otherwise; a latent model takes no lesion map). Returns the shape of x_t.
         """
         from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
 
         unet = self.unet
-        h = self._inputs(x_t, mask, known, known_values, flow)
+        h = self._inputs(x_t, mask, known, known_values, flow, lesion)
         emb = unet.time_embed(get_timestep_embedding(t, unet.block_out_channels[0]).to(h.dtype))
         emb = emb + self.pooled_proj(pooled.to(h.dtype))
         if self.geometry_proj is not None and geometry is not None:
             emb = emb + self.geometry_proj(geometry.to(h.dtype))
+        if self.findings_proj is not None and findings is not None:
+            emb = emb + self.findings_proj(findings.to(h.dtype))
         context = self.token_proj(tokens.to(h.dtype))
 
         # MONAI DiffusionModelUNet.forward, steps 3-7, with our embedding (MONAI adds only class ids)

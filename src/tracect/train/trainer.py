@@ -294,7 +294,7 @@ class Trainer:
         cond = build_condition(self.text, batch["mask"], batch["report"], batch["spacing"], batch["position"], dev,
                                known=known, known_values=img, flow=batch["flow"] if mc.flow_input else None,
                                num_classes=mc.num_classes, drop_report=drop_report, drop_mask=drop_mask,
-                               drop_geometry=drop_geom)
+                               drop_geometry=drop_geom, findings=mc.findings, lesion=batch.get("lesion"))
         known = cond.known
         x_t = self.schedule.add_noise(img, eps, t)
         with autocast_context(self.autocast):

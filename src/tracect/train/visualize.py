@@ -23,7 +23,8 @@ def sample_windows(trainer, items: list[dict], seed: int = 0, steps: int | None 
                            torch.stack([it["spacing"] for it in items]),
                            torch.stack([it["position"] for it in items]), trainer.device,
                            flow=torch.stack([it["flow"] for it in items]) if cfg.model.flow_input else None,
-                           null=guidance != 1.0)
+                           null=guidance != 1.0, findings=cfg.model.findings,
+                           lesion=torch.stack([it["lesion"] for it in items]) if "lesion" in items[0] else None)
     denoise = make_denoise(trainer.ema, cond, cfg.diffusion.train_timesteps, trainer.autocast, guidance)
     gens = [torch.Generator().manual_seed(seed + i) for i in range(len(items))]
     return ddim_sample(denoise, trainer.schedule, shape, gens, steps or cfg.diffusion.sample_steps,
