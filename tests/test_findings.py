@@ -261,6 +261,10 @@ def test_lesion_rule_reads_a_region_against_its_organ():
     assert c == pytest.approx(-LESION_CONTRAST_HU - 5)
     assert lesion_shown(c, "cyst") and lesion_shown(c, "hypodense") and not lesion_shown(c, "hyperenhancing")
     assert not lesion_shown(-LESION_CONTRAST_HU + 1, "hypodense")
+    from tracect.evaluate.adherence import LESION_MIN_HU
+
+    assert lesion_shown(-40.0, "cyst", region_hu=5.0)
+    assert not lesion_shown(-400.0, "cyst", region_hu=LESION_MIN_HU - 300)  # air where a cyst was described
     assert not np.isfinite(lesion_contrast(hu, organ, np.zeros_like(region)))
 
 
@@ -298,3 +302,22 @@ def test_the_3d_and_slice_baselines_take_the_lesion_map_too():
                         torch.zeros(1, cfg.model.text_max_tokens, 384), torch.zeros(1, 384), None, None, None, None,
                         torch.zeros(1, FINDINGS_DIM), lesion)
         assert out.shape == (1, K, S, S)
+
+
+def test_lesion_guidance_weighs_only_the_lesion_pixels():
+    from tracect.model.conditioning import WindowCondition, make_denoise
+
+    class Fixed(torch.nn.Module):  # with the report: 1 everywhere; without: 0
+        def forward(self, x, t, mask, tokens, pooled, *rest):
+            return (tokens[:, :1, :1].reshape(-1, 1, 1, 1) * torch.ones_like(x))
+
+    B, K, S = 1, 2, 8
+    lesion = torch.zeros(B, K, S, S, dtype=torch.long)
+    lesion[..., 2:4, 2:4] = 1
+    cond = WindowCondition(torch.ones(B, K, S, S, dtype=torch.long), torch.ones(B, 4, 3), torch.ones(B, 3), None,
+                           null_tokens=torch.zeros(B, 4, 3), null_pooled=torch.zeros(B, 3),
+                           findings=torch.zeros(B, FINDINGS_DIM), lesion=lesion)
+    out = make_denoise(Fixed(), cond, 10, guidance=3.0, lesion_guidance=1.0)(torch.zeros(B, K, S, S), torch.ones(B))
+    assert torch.all(out[lesion > 0] == 1.0) and torch.all(out[lesion == 0] == 3.0)
+    same = make_denoise(Fixed(), cond, 10, guidance=3.0)(torch.zeros(B, K, S, S), torch.ones(B))
+    assert torch.all(same == 3.0)
