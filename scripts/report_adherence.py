@@ -230,6 +230,27 @@ def generate_rows(run: str, cases, batch_volumes: int, segmenter, sampling=None,
     return rows
 
 
+def paired_effect(by: dict, cases: list[str], variant: str, positive, key: str, threshold: float,
+                  sign: int = 1) -> dict:
+    """One finding's counterfactual pairs (the own report and ``variant``): per mask, ``sign`` x (the
+    measurement ``key`` of the volume whose report states the finding minus the other's); the share at
+    or above ``threshold`` and its median, with intervals; AUROC of ``sign`` x ``key`` on the own-report
+    volumes against ``positive(row)``, the majority-class rate beside it."""
+    d = []
+    for c in cases:
+        a, b = by[(c, "own")], by[(c, variant)]
+        yes, no = (a, b) if positive(a) else (b, a)
+        d.append(sign * (yes[key] - no[key]))
+    d = np.array(d)
+    own = [by[(c, "own")] for c in cases]
+    y = [positive(r) for r in own]
+    return {"pairs": len(d), "share_right_size": float(np.mean(d >= threshold)),
+            "share_right_size_ci": M.proportion_interval(int((d >= threshold).sum()), len(d)),
+            "share_right_sign": float(np.mean(d > 0)), "median_effect_hu": float(np.median(d)),
+            "median_effect_ci": M.median_interval(d), "auroc_own": M.auroc([sign * r[key] for r in own], y),
+            "own_positives": int(sum(y)), "majority_rate": float(max(np.mean(y), 1 - np.mean(y)))}
+
+
 def summarise(rows: list[dict], real: list[dict] | None = None) -> dict:
     by = {(r["case"], r["variant"]): r for r in rows}
     cases = sorted({r["case"] for r in rows})
@@ -242,38 +263,15 @@ def summarise(rows: list[dict], real: list[dict] | None = None) -> dict:
     def fatty(r):
         return bool(parse_findings(r["report"]).fatty_liver)
 
-    # contrast phase: arterial minus non-contrast aorta HU, per mask
-    d = []
-    for c in cases:
-        a, b = by[(c, "own")], by[(c, "phase")]
-        art, non = (a, b) if arterial(a) else (b, a)
-        d.append(art["aorta_hu"] - non["aorta_hu"])
-    d = np.array(d)
-    y = [arterial(r) for r in own]
-    s = [r["aorta_hu"] for r in own]
     out["contrast_phase"] = {
-        "pairs": len(d), "share_right_size": float(np.mean(d >= PHASE_EFFECT_HU)),
-        "share_right_size_ci": M.proportion_interval(int((d >= PHASE_EFFECT_HU).sum()), len(d)),
-        "share_right_sign": float(np.mean(d > 0)), "median_effect_hu": float(np.median(d)),
-        "median_effect_ci": M.median_interval(d), "auroc_own": M.auroc(s, y), "own_positives": int(sum(y)),
-        "accuracy_own": float(np.mean([(v > 120) == t for v, t in zip(s, y)])),
-        "majority_rate": float(max(np.mean(y), 1 - np.mean(y))), "rule": "aorta median > 120 HU = arterial",
+        **paired_effect(by, cases, "phase", arterial, "aorta_hu", PHASE_EFFECT_HU),
+        "accuracy_own": float(np.mean([(r["aorta_hu"] > 120) == arterial(r) for r in own])),
+        "rule": "aorta median > 120 HU = arterial",
         "target": f"AUROC >= 0.95; >= 90% of pairs arterial - non-contrast >= {PHASE_EFFECT_HU:.0f} HU"}
-    # steatosis: normal minus fatty liver HU
-    d = []
-    for c in cases:
-        a, b = by[(c, "own")], by[(c, "fatty")]
-        fat, normal = (a, b) if fatty(a) else (b, a)
-        d.append(normal["liver_hu"] - fat["liver_hu"])
-    d = np.array(d)
-    y = [fatty(r) for r in own]
-    s = [-r["liver_hu"] for r in own]
+    # steatosis lowers the liver: the effect is normal minus fatty, the score minus the liver's HU
     out["fatty_liver"] = {
-        "pairs": len(d), "share_right_size": float(np.mean(d >= FATTY_EFFECT_HU)),
-        "share_right_size_ci": M.proportion_interval(int((d >= FATTY_EFFECT_HU).sum()), len(d)),
-        "share_right_sign": float(np.mean(d > 0)), "median_effect_hu": float(np.median(d)),
-        "median_effect_ci": M.median_interval(d), "auroc_own": M.auroc(s, y), "own_positives": int(sum(y)),
-        "majority_rate": float(max(np.mean(y), 1 - np.mean(y))), "score": "minus the liver median HU",
+        **paired_effect(by, cases, "fatty", fatty, "liver_hu", FATTY_EFFECT_HU, sign=-1),
+        "score": "minus the liver median HU",
         "target": f"AUROC >= 0.9; >= 90% of pairs normal - fatty liver >= {FATTY_EFFECT_HU:.0f} HU"}
     out["lesion"] = lesion_summary(rows)
     if real:
