@@ -30,7 +30,7 @@ draw, ``--segmenter``) and flow EPE against the real slab, as paired per-mask di
 runs (the first run named is the baseline).
 
     PYTHONPATH=src python scripts/report_adherence.py --heldout HELDOUT --segmenter SEG --work WORK \
-        --runs before=src/tracect/weights/demo-cpu after=runs/cpu [--slab 32] [--batch-volumes 8]
+        --runs before=src/tracect/weights/demo-cpu after=runs/cpu 'after_g5=runs/cpu;guidance=5' [--slab 32]
 
 Writes ``WORK/report_adherence.json`` and ``WORK/report_adherence.md``; the generated rows of each run
 are kept in ``WORK/rows_RUN.json`` and reused when the command is run again.
@@ -379,7 +379,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--heldout", required=True, help="held-out phantom dataset (tracect phantom --split test)")
     ap.add_argument("--runs", nargs="+", required=True,
-                    help="NAME=RUN_FOLDER or NAME=RUN_FOLDER:LESION_GUIDANCE; the first is the baseline")
+                    help="NAME=RUN_FOLDER, optionally with sampler settings: 'NAME=RUN;guidance=5;lesion_guidance=1'; "
+                         "the first is the baseline")
     ap.add_argument("--work", required=True)
     ap.add_argument("--segmenter", help="evaluation segmenter folder (Dice); none: no Dice")
     ap.add_argument("--slab", type=int, default=32)
@@ -401,11 +402,11 @@ def main() -> None:
     for spec in args.runs:
         name, run = spec.split("=", 1)
         sampling = None
-        if ":" in run:
+        if ";" in run:  # sampler settings: RUN;guidance=5;lesion_guidance=1
             from tracect.generate.sampling import Sampling
 
-            run, lesion_guidance = run.rsplit(":", 1)
-            sampling = Sampling(lesion_guidance=float(lesion_guidance))
+            run, *settings = run.split(";")
+            sampling = Sampling(**{k: float(v) for k, v in (x.split("=", 1) for x in settings)})
         path = work / f"rows_{name}.json"
         if path.is_file():
             rows[name] = json.loads(path.read_text())

@@ -37,8 +37,8 @@ from tracect.data.body import body_from_ct
 from tracect.data.flow import slice_flows
 from tracect.data.grid import (AIR_HU, PADDING_HU, PrepareConfig, hu_to_unit,  # noqa: F401 (re-exported)
                                output_grid, replace_padding, unit_to_hu)
-from tracect.data.lesions import lesion_map
 from tracect.data.layout import CaseSource, Dataset, DatasetError, load_dataset
+from tracect.data.lesions import lesion_map
 from tracect.data.resample import resample_to_grid
 from tracect.data.validate import CaseError, check_hu, check_pair
 from tracect.io.readers import VolumeReadError, read_mask, read_volume

@@ -32,10 +32,10 @@ import torch
 
 from tracect import __version__
 from tracect.config import RunConfig
+from tracect.data.findings import findings_record, parse_findings
 from tracect.data.grid import AIR_HU, PrepareConfig, output_grid, unit_to_hu
 from tracect.data.resample import resample_to_grid, resample_to_int16
 from tracect.diffusion.schedule import Schedule
-from tracect.data.findings import findings_record, parse_findings
 from tracect.generate import strategies
 from tracect.generate.lesions import place_lesions
 from tracect.generate.masks import GenerationMask, prepare_mask
