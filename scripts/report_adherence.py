@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracect.data.findings import parse_findings
+from tracect.data.findings import organ_group, parse_findings
 from tracect.evaluate import metrics as M
 from tracect.evaluate.adherence import lesion_contrast, lesion_shown
 from tracect.io.volume import Volume
@@ -91,7 +91,7 @@ def probe(hu: np.ndarray, labels: np.ndarray, names: dict[int, str], affine, pla
 
     out = []
     for les in placed:
-        group = "kidney" if les["organ"].startswith("kidney") else les["organ"]
+        group = organ_group(les["organ"])
         organ = organ_voxels(labels, names, group)
         region = ball(labels.shape, affine, les["center_index"], les["diameter_mm"])
         c = lesion_contrast(hu, organ, region)
@@ -110,7 +110,7 @@ def variants(findings: dict, case_index: int, slab_groups: set[str]) -> dict[str
     if own["lesions"]:
         lesion = dict(copy.deepcopy(own), lesions=[])
     else:
-        options = [(o, loc) for o, loc in ADDED if ("kidney" if o.startswith("kidney") else o) in slab_groups]
+        options = [(o, loc) for o, loc in ADDED if (organ_group(o)) in slab_groups]
         organ, loc = options[case_index % len(options)]
         kind = ("hypodense", "cyst")[case_index // len(options) % 2]
         lesion = dict(copy.deepcopy(own), lesions=[{"organ": organ, "location": loc, "kind": kind, "diameter_mm": 20.0}])
@@ -157,7 +157,7 @@ def real_yardstick(cases) -> list[dict]:
         inv = np.linalg.inv(affine)
         truth = [{"organ": les["organ"], "kind": les["kind"], "diameter_mm": les["diameter_mm"],
                   "center_index": (inv @ np.r_[les["center_ras_mm"], 1.0])[:3].tolist()} for les in c["findings"]["lesions"]]
-        with_lesion = {("kidney" if t["organ"].startswith("kidney") else t["organ"]) for t in truth}
+        with_lesion = {(organ_group(t["organ"])) for t in truth}
         free = []
         for organ, group in (("liver", "liver"), ("spleen", "spleen"), ("kidney_left", "kidney")):
             if group in with_lesion:

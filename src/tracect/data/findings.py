@@ -16,6 +16,7 @@ similarity 0.92 (median over 24 held-out reports), while the reports of two diff
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -31,8 +32,7 @@ _ARTERIAL = re.compile(r"\barterial\b")  # not "arterially" (a lesion's enhancem
 _PORTAL = re.compile(r"portal[- ]venous|\bvenous phase\b|\bpv phase\b")
 _STEATOSIS = re.compile(r"steatosis|fatty (?:liver|infiltration)|hepatic fat|liver is diffusely hypoattenuating|"
                         r"decreased attenuation of the liver")
-_NORMAL_LIVER = re.compile(r"liver (?:is )?normal in (?:size and )?attenuation|normal liver (?:size and )?attenuation|"
-                           r"liver is normal in size and attenuation")
+_NORMAL_LIVER = re.compile(r"liver (?:is )?normal in (?:size and )?attenuation|normal liver (?:size and )?attenuation")
 _LESION = re.compile(r"lesion|cyst|mass|nodule|metasta|tumou?r|hypodensit|focus|foci")
 _NEGATED = re.compile(r"^(?:no|none|without)\b|\bno (?:focal|suspicious|evidence)|\bwithout (?:a |any )?focal|\bnegative for\b")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(mm|cm)\b")
@@ -72,10 +72,11 @@ class Findings:
     @property
     def lesion_organs(self) -> list[str]:
         """Organ groups of :data:`LESION_ORGANS` with at least one lesion."""
-        return sorted({_group(les.organ) for les in self.lesions})
+        return sorted({organ_group(les.organ) for les in self.lesions})
 
 
-def _group(organ: str) -> str:
+def organ_group(organ: str) -> str:
+    """The organ group of :data:`LESION_ORGANS` an organ belongs to (both kidneys: ``kidney``)."""
     return "kidney" if organ.startswith("kidney") else organ
 
 
@@ -99,8 +100,7 @@ def _lesion(sentence: str) -> Lesion | None:
             region = "right lobe" if seg.group(1) in RIGHT_LIVER_SEGMENTS else "left lobe"
     else:
         pole = re.search(r"upper pole|lower pole|interpolar", sentence)
-        region = {"upper pole": "upper pole", "lower pole": "lower pole", "interpolar": "interpolar"}.get(
-            pole.group(0)) if pole else None
+        region = pole.group(0) if pole else None
     cyst = _CYST.search(sentence) and not re.search(r"not (?:a )?(?:simple )?cyst", sentence)
     kind = "cyst" if cyst and not _HYPER.search(sentence) else (
         "hyperenhancing" if _HYPER.search(sentence) else "hypodense")
@@ -139,7 +139,7 @@ def parse_findings(text: str) -> Findings:
         les = _lesion(s)
         if les is None:
             continue
-        same = [x for x in lesions if _group(x.organ) == _group(les.organ) and x.diameter_mm == les.diameter_mm]
+        same = [x for x in lesions if organ_group(x.organ) == organ_group(les.organ) and x.diameter_mm == les.diameter_mm]
         if in_impression and same:
             continue  # the impression repeats a finding of the FINDINGS section
         lesions.append(les)
@@ -160,7 +160,7 @@ def findings_vector(f: Findings) -> np.ndarray:
         v[len(PHASES) + (0 if f.fatty_liver else 1)] = 1.0
     base = len(PHASES) + 2
     for les in f.lesions:
-        o = base + LESION_ORGANS.index(_group(les.organ)) * (2 + len(LESION_KINDS))
+        o = base + LESION_ORGANS.index(organ_group(les.organ)) * (2 + len(LESION_KINDS))
         v[o] = 1.0
         v[o + 1 + LESION_KINDS.index(les.kind)] = 1.0
         v[o + 1 + len(LESION_KINDS)] = max(v[o + 1 + len(LESION_KINDS)], (les.diameter_mm or DEFAULT_LESION_MM) / 30.0)
@@ -169,10 +169,7 @@ def findings_vector(f: Findings) -> np.ndarray:
 
 def findings_record(text: str) -> dict:
     """What the findings rules read in ``text``, as JSON (for the sidecar)."""
-    f = parse_findings(text)
-    return {"contrast_phase": f.contrast_phase, "fatty_liver": f.fatty_liver,
-            "lesions": [{"organ": x.organ, "kind": x.kind, "diameter_mm": x.diameter_mm, "region": x.region}
-                        for x in f.lesions]}
+    return dataclasses.asdict(parse_findings(text))
 
 
 def report_vectors(reports: list[str]) -> np.ndarray:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from tracect.data.findings import DEFAULT_LESION_MM, Findings
+from tracect.data.findings import DEFAULT_LESION_MM, Findings, organ_group
 from tracect.data.lesions import ball, kind_code
 
 MIN_PIXELS_ACROSS = 2.5  # a smaller lesion is not drawn smaller but at this size (below it: invisible)
@@ -35,7 +35,7 @@ def _organ(labels: np.ndarray, names: dict[str, int], organ: str, affine: np.nda
     kidney voxels on that side of the body's midline (world RAS: +x is the patient's right)."""
     if organ in names:
         return labels == names[organ]
-    group = "kidney" if organ.startswith("kidney") else organ
+    group = organ_group(organ)
     ids = [i for n, i in names.items() if n == group or n.startswith(group + "_")]
     if not ids:
         return None
