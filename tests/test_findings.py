@@ -167,11 +167,12 @@ def test_findings_jsonl_with_a_bad_lesion_is_refused(tmp_path, toy_dataset):
 # ---------------------------------------------------------------- conditioning and the network
 
 
-def _tiny_findings_config(size=32):
+def _tiny_findings_config(size=32, lesion_embed_dim=0):
     from tracect.config import load_config
 
     cfg = load_config("tiny")
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, findings=True, image_size=size),
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, findings=True, image_size=size,
+                                                              lesion_embed_dim=lesion_embed_dim),
                                diffusion=dataclasses.replace(cfg.diffusion, guidance=2.0))
 
 
@@ -196,11 +197,17 @@ def test_dropped_and_null_reports_carry_no_findings_and_no_lesions():
     assert plain.findings is None and plain.lesion is None  # a model without findings sees neither
 
 
-def test_a_findings_model_hears_the_findings_and_the_lesion_map():
+@pytest.mark.parametrize("lesion_embed_dim", [0, 3])
+def test_a_findings_model_hears_the_findings_and_the_lesion_map(lesion_embed_dim):
     from tracect.train.trainer import build_model
 
     torch.manual_seed(0)
-    model = build_model(_tiny_findings_config(16)).eval()
+    model = build_model(_tiny_findings_config(16, lesion_embed_dim)).eval()
+    # the lesion map in channels of its own (2 frames x 3) or added to the mask's embedding (none more)
+    plain = build_model(dataclasses.replace(_tiny_findings_config(16), model=dataclasses.replace(
+        _tiny_findings_config(16).model, findings=False)))
+    assert model.unet.conv_in.conv.in_channels - plain.unet.conv_in.conv.in_channels == 2 * lesion_embed_dim
+    assert model.lesion_embed.weight.shape[1] == (lesion_embed_dim or model.config.mask_embed_dim)
     with torch.no_grad():  # MONAI's zero-initialised output and the new paths made non-trivial, as training would
         for p in model.parameters():
             p.normal_(0.0, 0.2)
@@ -289,9 +296,9 @@ def test_the_3d_and_slice_baselines_take_the_lesion_map_too():
     from tracect.config import load_config
     from tracect.train.trainer import build_model
 
-    for preset in ("tiny-3d", "tiny-slice"):
+    for preset, dim in (("tiny-3d", 0), ("tiny-slice", 0), ("tiny-3d", 2), ("tiny-slice", 2)):
         cfg = load_config(preset)
-        cfg = cfg.replace(model={"findings": True})
+        cfg = cfg.replace(model={"findings": True, "lesion_embed_dim": dim})
         model = build_model(cfg).eval()
         K = 8 if cfg.model.kind == "3d" else 1
         S = cfg.model.image_size
@@ -321,3 +328,52 @@ def test_lesion_guidance_weighs_only_the_lesion_pixels():
     assert torch.all(out[lesion > 0] == 1.0) and torch.all(out[lesion == 0] == 3.0)
     same = make_denoise(Fixed(), cond, 10, guidance=3.0)(torch.zeros(B, K, S, S), torch.ones(B))
     assert torch.all(same == 3.0)
+
+
+def test_lesion_windows_repeat_and_their_pixels_weigh_more(lesion_cache):
+    from tracect.data.windows import FrameWindows
+    from tracect.train.losses import diffusion_loss
+
+    once = FrameWindows(lesion_cache / "cache", k=2, split=None)
+    thrice = FrameWindows(lesion_cache / "cache", k=2, split=None, lesion_repeat=3)
+    n = thrice.n_lesion_windows
+    assert n > 0 and once.n_lesion_windows == n
+    assert len(thrice) == len(once) + 2 * n
+    assert np.array_equal(thrice.index[:len(once)], once.index)  # every window once, in order, first
+    extra = thrice.index[len(once):]
+    assert all(thrice[len(once) + i]["lesion"].any() for i in range(n))  # the repeats show a lesion
+    assert np.array_equal(extra[:n], extra[n:])
+    shown = sum(bool(once[i]["lesion"].any()) for i in range(len(once)))
+    assert shown == n  # and every window that shows one is repeated
+    with pytest.raises(ValueError, match="lesion_repeat"):
+        FrameWindows(lesion_cache / "cache", k=2, split=None, lesion_repeat=0)
+
+    pred, target = torch.zeros(2, 2, 4, 4), torch.ones(2, 2, 4, 4)
+    unknown = torch.tensor([[True, True], [True, False]])
+    assert diffusion_loss(pred, target, unknown, torch.ones(2, 2, 4, 4)) == diffusion_loss(pred, target, unknown)
+    w = torch.ones(2, 2, 4, 4)
+    w[0, 0, 0, 0] = 17.0  # one pixel of 16 counts 17 times: that frame's mean error 2, the others' 1
+    assert torch.isclose(diffusion_loss(pred, target, unknown, w), torch.tensor((2 + 1 + 1) / 3))
+
+
+def test_lesion_settings_are_checked():
+    from tracect.config import ModelConfig, TrainConfig
+
+    with pytest.raises(ValueError, match="lesion_embed_dim"):
+        ModelConfig(lesion_embed_dim=-1)
+    with pytest.raises(ValueError, match="lesion_window_repeat"):
+        TrainConfig(lesion_window_repeat=0)
+    with pytest.raises(ValueError, match="lesion_loss_weight"):
+        TrainConfig(lesion_loss_weight=0.5)
+
+
+def test_the_presets_lesion_guidance_is_the_default_and_an_option_overrides_it():
+    from tracect.config import load_config
+    from tracect.generate.sampling import Sampling
+
+    cpu = load_config("cpu").diffusion
+    assert cpu.guidance == 3.0 and Sampling().resolved(cpu).lesion_guidance == 1.0
+    assert Sampling(lesion_guidance=3.0).resolved(cpu).lesion_guidance == 3.0
+    assert Sampling().resolved(load_config("tiny").diffusion).lesion_guidance is None  # guidance everywhere
+    with pytest.raises(ValueError, match="lesion_guidance"):
+        load_config("cpu").replace(diffusion={"lesion_guidance": -1.0})

@@ -54,6 +54,9 @@ class ModelConfig:
     # the report's structured findings (tracect.data.findings) beside its text: a findings vector on the
     # time path and, for pixel models, a lesion map embedded beside the mask
     findings: bool = False
+    # the lesion map's embedding: its own channels per frame (this many), or 0: added to the mask's
+    # embedding (older checkpoints; a lesion then shares the organ's 4 numbers and was drawn as air)
+    lesion_embed_dim: int = 0
 
     def __post_init__(self):
         o = "model"
@@ -70,6 +73,7 @@ class ModelConfig:
         _check(not (self.flow_input and self.frames < 2), o, "flow_input", "needs frames >= 2")
         _check(self.text_units in ("sentences", "wordpieces"), o, "text_units", "sentences or wordpieces")
         _check(self.latent_channels >= 1, o, "latent_channels", "must be >= 1")
+        _check(self.lesion_embed_dim >= 0, o, "lesion_embed_dim", "must be >= 0")
         _check(self.latent_channels == 1 or self.kind != "3d", o, "latent_channels", "latent frames are for 2D models")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         object.__setattr__(self, "attention_levels", tuple(bool(a) for a in self.attention_levels))
@@ -84,6 +88,9 @@ class DiffusionConfig:
     train_timesteps: int = 1000
     sample_steps: int = 12  # DDIM steps per window
     guidance: float = 3.0  # classifier-free guidance on the report (1 = off; else 2 evaluations a step)
+    # the guidance inside a placed lesion (a model with findings; None: `guidance` there too). Guidance
+    # multiplies the difference a lesion makes to its organ, so above 1 it overshoots the density
+    lesion_guidance: float | None = None
     # clean estimates are clipped to [-clip_sample, clip_sample] (pixels in [-1, 1]); None for latents,
     # whose values have no fixed range
     clip_sample: float | None = 1.0
@@ -95,12 +102,13 @@ class DiffusionConfig:
         _check(10 <= self.train_timesteps <= 10000, o, "train_timesteps", "in 10..10000")
         _check(1 <= self.sample_steps <= self.train_timesteps, o, "sample_steps", "in 1..train_timesteps")
         _check(self.guidance >= 0, o, "guidance", ">= 0")
+        _check(self.lesion_guidance is None or self.lesion_guidance >= 0, o, "lesion_guidance", ">= 0 or None")
         _check(self.clip_sample is None or self.clip_sample > 0, o, "clip_sample", "> 0 or None")
 
     @property
     def evaluations_per_window(self) -> int:
         """Network evaluations of one window with the default sampler."""
-        return self.sample_steps * (1 if self.guidance == 1.0 else 2)
+        return self.sample_steps * (1 if self.guidance == 1.0 and self.lesion_guidance in (None, 1.0) else 2)
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,10 @@ class TrainConfig:
     val_windows: int = 4
     log_every: int = 10
     keep_checkpoints: int = 2
+    # windows that show a lesion appear this many times per epoch (a lesion covers a few per cent of
+    # the windows and a fraction of a per cent of the pixels: the model needs to see them more often)
+    lesion_window_repeat: int = 1
+    lesion_loss_weight: float = 1.0  # the diffusion loss of a pixel inside a (not dropped) lesion map, x this
     num_workers: int = 0  # window-loading processes beside the training process
     # GPU throughput (no effect on what is learned beyond float rounding): channels-last memory layout
     # for the 2D network's convolutions, and torch.compile of the network (slow to start: minutes)
@@ -136,7 +148,7 @@ class TrainConfig:
     def __post_init__(self):
         o = "train"
         for name in ("batch_size", "grad_accum", "max_steps", "checkpoint_every", "val_every", "log_every",
-                     "keep_checkpoints"):
+                     "keep_checkpoints", "lesion_window_repeat"):
             _check(getattr(self, name) >= 1, o, name, "must be >= 1")
         for name in ("p_drop_report", "p_drop_mask", "p_drop_geometry", "p_known", "flow_loss_max_t"):
             _check(0.0 <= getattr(self, name) <= 1.0, o, name, "must be in [0, 1]")
@@ -144,6 +156,7 @@ class TrainConfig:
         _check(0 <= self.ema_decay < 1, o, "ema_decay", "must be in [0, 1)")
         _check(self.precision in ("auto", "fp32", "bf16"), o, "precision", "auto, fp32 or bf16")
         _check(self.flow_loss_weight >= 0, o, "flow_loss_weight", "must be >= 0")
+        _check(self.lesion_loss_weight >= 1, o, "lesion_loss_weight", "must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def register(sub) -> None:
                    help="classifier-free guidance weight on the report (default: the model's; 1: off)")
     p.add_argument("--lesion-guidance", type=float, default=d.lesion_guidance,
                    help="guidance weight inside the report's placed lesions (a model with findings; "
-                        "default: --guidance's)")
+                        "default: the model's diffusion.lesion_guidance, 1 in the cpu presets, else --guidance's)")
     p.add_argument("--mode", choices=MODES, default=d.mode)
     p.add_argument("--overlap", type=int, default=d.overlap, help="frames shared by consecutive windows")
     p.add_argument("--warmup", type=int, default=d.warmup,

@@ -35,12 +35,16 @@ class FrameWindows(Dataset):
     window is on the latent grid of the cache's encoded slices (:mod:`tracect.autoencoder.latents`):
     ``image`` ``(K, C, h, w)`` latents, ``mask`` ``(K, latent_labels, h, w)`` float32 label fractions,
     ``body`` ``(K, h, w)`` and ``flow`` ``(K-1, 2, h, w)`` in latent pixels; ``pixels`` keeps the slices.
+
+    ``lesion_repeat`` > 1 lists each window that shows a lesion (any non-zero code in its lesion map)
+    that many times, after all windows in order, so that a sampler's epoch meets it that often.
     """
 
     def __init__(self, cache: str | Path | PreparedCache, k: int = 2, split: str | None = "train",
-                 stride: int = 1, latent_labels: int | None = None):
-        if k < 1 or stride < 1:
-            raise ValueError(f"k and stride must be >= 1 (got k={k}, stride={stride})")
+                 stride: int = 1, latent_labels: int | None = None, lesion_repeat: int = 1):
+        if k < 1 or stride < 1 or lesion_repeat < 1:
+            raise ValueError(f"k, stride and lesion_repeat must be >= 1 (got k={k}, stride={stride}, "
+                             f"lesion_repeat={lesion_repeat})")
         self.cache = cache if isinstance(cache, PreparedCache) else PreparedCache(cache, split)
         self.k = k
         self.latent_labels, self.factor = latent_labels, 1
@@ -55,6 +59,14 @@ class FrameWindows(Dataset):
                  for s in range(0, meta["n_slices"] - k + 1, stride)]
         if not index:
             raise ValueError(f"no window of {k} slices in {self.cache.root} (split={split})")
+        shown = {}  # case -> (Z,) bool: the slice shows a lesion
+        for ci in range(len(self.cache.cases)):
+            lesion = self.cache.case(ci).lesion
+            if lesion is not None:
+                shown[ci] = np.asarray(lesion).reshape(len(lesion), -1).any(axis=1)
+        extra = [(ci, s) for ci, s in index if ci in shown and shown[ci][s:s + k].any()]
+        self.n_lesion_windows = len(extra)  # windows that show a lesion (each listed once)
+        index += extra * (lesion_repeat - 1)
         self.index = np.asarray(index, dtype=np.int64)  # (N, 2): case, first slice
 
     def __len__(self) -> int:

@@ -18,8 +18,9 @@ class Sampling:
     - ``steps``: DDIM steps per window (``None``: the model's ``diffusion.sample_steps``);
     - ``guidance``: classifier-free guidance weight on the report (``None``: the model's; 1: off);
     - ``lesion_guidance``: the guidance weight inside the lesion map's pixels (a model with findings;
-      ``None``: ``guidance`` everywhere). The map itself draws the lesion; guidance 3 on top of it
-      overshot the lesions' density by hundreds of HU (docs/benchmarks.md);
+      ``None``: the model's ``diffusion.lesion_guidance``, and where that is None ``guidance``). The map
+      itself draws the lesion; guidance 3 on top of it overshot the lesions' density by hundreds of HU
+      (docs/benchmarks.md);
     - ``mode``: ``sequential`` (TRACE: each window continues from the last generated slices) or
       ``parallel`` (all windows denoised together, overlapping estimates fused at every step);
     - ``overlap``: frames shared by consecutive windows (1..K-1);
@@ -60,7 +61,9 @@ class Sampling:
     def resolved(self, diffusion) -> "Sampling":
         """Defaults taken from the model's :class:`~tracect.config.DiffusionConfig`."""
         out = dataclasses.replace(self, steps=self.steps or diffusion.sample_steps,
-                                  guidance=diffusion.guidance if self.guidance is None else self.guidance)
+                                  guidance=diffusion.guidance if self.guidance is None else self.guidance,
+                                  lesion_guidance=(diffusion.lesion_guidance if self.lesion_guidance is None
+                                                   else self.lesion_guidance))
         if out.steps > diffusion.train_timesteps:
             raise ValueError(f"sampling.steps {out.steps} exceeds the model's {diffusion.train_timesteps} timesteps")
         return out

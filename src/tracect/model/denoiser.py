@@ -11,7 +11,8 @@ report enters twice: its token embeddings through cross-attention and its pooled
 time embedding, together with an embedding of the geometry (pixel spacing, slice thickness, relative
 position of the window in the volume). With ``findings`` the report's structured findings
 (:mod:`tracect.data.findings`) enter too: their vector on the time path, and the lesion map (kind codes
-per pixel) as a learned embedding added to the mask's. The network knows nothing about noise schedules.
+per pixel) as a learned embedding, in ``lesion_embed_dim`` channels of its own per frame (0: added to the
+mask's embedding, as older checkpoints do). The network knows nothing about noise schedules.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ class FrameDenoiser(nn.Module):
         self.config = c = config
         self.spatial_dims = 3 if c.kind == "3d" else 2
         C = c.latent_channels
-        per_frame = C + (C + 1) * int(c.known_frames) + c.mask_embed_dim
+        # a lesion map of its own (pixel models with findings); a latent model gets zeros there
+        self.lesion_dim = c.lesion_embed_dim if c.findings else 0
+        per_frame = C + (C + 1) * int(c.known_frames) + c.mask_embed_dim + self.lesion_dim
         if self.spatial_dims == 2:
             in_ch = c.frames * per_frame + (2 * (c.frames - 1) if c.flow_input else 0)
             out_ch = c.frames * C
@@ -70,7 +73,8 @@ class FrameDenoiser(nn.Module):
         if c.findings:
             self.findings_proj = _mlp(FINDINGS_DIM, temb)
             # code 0 (no lesion) embeds to zero, so that a lesion-free window sees the mask's embedding alone
-            self.lesion_embed = nn.Embedding(len(LESION_KINDS) + 1, c.mask_embed_dim, padding_idx=0)
+            self.lesion_embed = nn.Embedding(len(LESION_KINDS) + 1, self.lesion_dim or c.mask_embed_dim,
+                                             padding_idx=0)
 
     def mask_channels(self, mask: torch.Tensor, dtype) -> torch.Tensor:
         """The mask's embedding ``(B, K, E, *S)``: from label ids ``(B, K, *S)`` (long) or from the
@@ -95,9 +99,13 @@ class FrameDenoiser(nn.Module):
             kmap = known.to(x.dtype).reshape(B, K, 1, *([1] * len(S)))
             parts += [values * kmap, kmap.expand(B, K, 1, *S)]
         masks = self.mask_channels(mask, x.dtype)
-        if self.lesion_embed is not None and lesion is not None and not mask.is_floating_point():
-            masks = masks + self.lesion_embed(lesion.long()).movedim(-1, 2).to(x.dtype)
-        parts.append(masks)
+        use_lesion = self.lesion_embed is not None and lesion is not None and not mask.is_floating_point()
+        if self.lesion_dim:
+            parts.append(masks)
+            parts.append(self.lesion_embed(lesion.long()).movedim(-1, 2).to(x.dtype) if use_lesion
+                         else torch.zeros(B, K, self.lesion_dim, *S, dtype=x.dtype, device=x.device))
+        else:
+            parts.append(masks + self.lesion_embed(lesion.long()).movedim(-1, 2).to(x.dtype) if use_lesion else masks)
         h = torch.cat(parts, dim=2)  # (B, K, C_in, *S)
         if self.spatial_dims == 2:
             h = h.flatten(1, 2)  # (B, K*C, H, W)

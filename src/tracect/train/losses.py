@@ -53,8 +53,14 @@ def flow_loss(x0: torch.Tensor, flow: torch.Tensor, body: torch.Tensor,
     return per_window.mean()
 
 
-def diffusion_loss(pred: torch.Tensor, target: torch.Tensor, unknown: torch.Tensor) -> torch.Tensor:
-    """MSE over the frames the model has to generate. pred/target ``(B, K, ...)``, unknown ``(B, K)``."""
-    per_frame = (pred.float() - target.float()).pow(2).flatten(2).mean(-1)  # (B, K)
+def diffusion_loss(pred: torch.Tensor, target: torch.Tensor, unknown: torch.Tensor,
+                   pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """MSE over the frames the model has to generate. pred/target ``(B, K, ...)``, unknown ``(B, K)``;
+    ``pixel_weight`` (the shape of pred, or None: all 1) weighs each pixel's squared error before the
+    mean over a frame's pixels."""
+    err = (pred.float() - target.float()).pow(2)
+    if pixel_weight is not None:
+        err = err * pixel_weight
+    per_frame = err.flatten(2).mean(-1)  # (B, K)
     w = unknown.float()
     return (per_frame * w).sum() / w.sum().clamp_min(1.0)

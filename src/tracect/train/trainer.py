@@ -125,7 +125,8 @@ class Trainer:
                              f"model.num_classes is {mc.num_classes}")
         split = "train" if any(m["split"] == "train" for m in self.cache.cases) else None
         latent_labels = mc.num_classes + 1 if self.latent else None
-        self.windows = FrameWindows(self.cache.root, k=mc.frames, split=split, latent_labels=latent_labels)
+        self.windows = FrameWindows(self.cache.root, k=mc.frames, split=split, latent_labels=latent_labels,
+                                    lesion_repeat=tc.lesion_window_repeat)
         has_val = any(m["split"] == "val" and m["n_slices"] >= mc.frames for m in self.cache.cases)
         self.val_windows = FrameWindows(self.cache.root, k=mc.frames, split="val" if has_val else split,
                                         latent_labels=latent_labels)
@@ -201,6 +202,7 @@ class Trainer:
     def data_info(self) -> dict:
         """What generation needs to know about the training data: grid and intensity conventions."""
         return {"cache": str(self.cache.root.resolve()), "windows": len(self.windows), "latent": self.latent,
+                "lesion_windows": self.windows.n_lesion_windows,  # each listed lesion_window_repeat times in "windows"
                 "cases": [m["case"] for m in self.windows.cache.cases],  # the cases trained on
                 "tracect_version": __version__, "torch_version": torch.__version__,
                 "prepare": self.cache.config.to_json(), "vocabulary": self.cache.vocabulary.to_json(),
@@ -300,7 +302,11 @@ class Trainer:
         with autocast_context(self.autocast):
             pred = self.net(x_t, self.schedule.network_time(t), *cond.inputs())
         pred = pred.float()
-        l_diff = diffusion_loss(pred, self.schedule.target(img, eps, t), ~known) * share_diff
+        weight = None
+        if tc.lesion_loss_weight != 1.0 and cond.lesion is not None:
+            # a lesion is a fraction of a per cent of the pixels: its pixels count this many times
+            weight = 1.0 + (tc.lesion_loss_weight - 1.0) * (cond.lesion > 0).float()  # (B, K, H, W)
+        l_diff = diffusion_loss(pred, self.schedule.target(img, eps, t), ~known, weight) * share_diff
         loss = l_diff
         l_flow = torch.zeros((), device=dev)
         if tc.flow_loss_weight > 0 and K > 1:
