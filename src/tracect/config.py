@@ -55,7 +55,7 @@ class ModelConfig:
     # time path and, for pixel models, a lesion map embedded beside the mask
     findings: bool = False
     # the lesion map's embedding: its own channels per frame (this many), or 0: added to the mask's
-    # embedding (older checkpoints; a lesion then shares the organ's 4 numbers and was drawn as air)
+    # embedding (the cpu presets; own channels were measured and not adopted, docs/model.md)
     lesion_embed_dim: int = 0
 
     def __post_init__(self):
@@ -135,7 +135,7 @@ class TrainConfig:
     log_every: int = 10
     keep_checkpoints: int = 2
     # windows that show a lesion appear this many times per epoch (a lesion covers a few per cent of
-    # the windows and a fraction of a per cent of the pixels: the model needs to see them more often)
+    # the windows and a fraction of a per cent of the pixels; measured, not in a preset: docs/model.md)
     lesion_window_repeat: int = 1
     lesion_loss_weight: float = 1.0  # the diffusion loss of a pixel inside a (not dropped) lesion map, x this
     num_workers: int = 0  # window-loading processes beside the training process

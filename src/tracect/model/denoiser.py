@@ -11,8 +11,8 @@ report enters twice: its token embeddings through cross-attention and its pooled
 time embedding, together with an embedding of the geometry (pixel spacing, slice thickness, relative
 position of the window in the volume). With ``findings`` the report's structured findings
 (:mod:`tracect.data.findings`) enter too: their vector on the time path, and the lesion map (kind codes
-per pixel) as a learned embedding, in ``lesion_embed_dim`` channels of its own per frame (0: added to the
-mask's embedding, as older checkpoints do). The network knows nothing about noise schedules.
+per pixel) as a learned embedding added to the mask's (``lesion_embed_dim`` > 0: in channels of its own
+per frame). The network knows nothing about noise schedules.
 """
 
 from __future__ import annotations
