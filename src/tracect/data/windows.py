@@ -59,15 +59,29 @@ class FrameWindows(Dataset):
                  for s in range(0, meta["n_slices"] - k + 1, stride)]
         if not index:
             raise ValueError(f"no window of {k} slices in {self.cache.root} (split={split})")
-        shown = {}  # case -> (Z,) bool: the slice shows a lesion
-        for ci in range(len(self.cache.cases)):
-            lesion = self.cache.case(ci).lesion
-            if lesion is not None:
-                shown[ci] = np.asarray(lesion).reshape(len(lesion), -1).any(axis=1)
-        extra = [(ci, s) for ci, s in index if ci in shown and shown[ci][s:s + k].any()]
-        self.n_lesion_windows = len(extra)  # windows that show a lesion (each listed once)
-        index += extra * (lesion_repeat - 1)
-        self.index = np.asarray(index, dtype=np.int64)  # (N, 2): case, first slice
+        self.index = np.asarray(index, dtype=np.int64)  # (N, 2): case, first slice, each window once
+        self._lesion_windows = None
+        if lesion_repeat > 1:
+            extra = self.lesion_windows()
+            self.index = np.concatenate([self.index, np.tile(extra, (lesion_repeat - 1, 1))])
+
+    def lesion_windows(self) -> np.ndarray:
+        """``(M, 2)`` case and first slice of each window that shows a lesion, in order; read from the
+        cache's lesion maps on first use (a cache of 512-px slices holds large ones)."""
+        if self._lesion_windows is None:
+            shown = {}  # case -> (Z,) bool: the slice shows a lesion
+            for ci in range(len(self.cache.cases)):
+                lesion = self.cache.case(ci).lesion
+                if lesion is not None:
+                    shown[ci] = np.asarray(lesion).reshape(len(lesion), -1).any(axis=1)
+            first = [(ci, s) for ci, s in self.index.tolist() if ci in shown and shown[ci][s:s + self.k].any()]
+            self._lesion_windows = np.asarray(first, dtype=np.int64).reshape(-1, 2)
+        return self._lesion_windows
+
+    @property
+    def n_lesion_windows(self) -> int:
+        """Windows that show a lesion, each counted once."""
+        return len(self.lesion_windows())
 
     def __len__(self) -> int:
         return len(self.index)

@@ -99,13 +99,13 @@ class FrameDenoiser(nn.Module):
             kmap = known.to(x.dtype).reshape(B, K, 1, *([1] * len(S)))
             parts += [values * kmap, kmap.expand(B, K, 1, *S)]
         masks = self.mask_channels(mask, x.dtype)
-        use_lesion = self.lesion_embed is not None and lesion is not None and not mask.is_floating_point()
-        if self.lesion_dim:
-            parts.append(masks)
-            parts.append(self.lesion_embed(lesion.long()).movedim(-1, 2).to(x.dtype) if use_lesion
-                         else torch.zeros(B, K, self.lesion_dim, *S, dtype=x.dtype, device=x.device))
+        lesions = None  # (B, K, E, *S): the lesion map's embedding
+        if self.lesion_embed is not None and lesion is not None and not mask.is_floating_point():
+            lesions = self.lesion_embed(lesion.long()).movedim(-1, 2).to(x.dtype)
+        if self.lesion_dim:  # channels of its own (zeros without a lesion map)
+            parts += [masks, masks.new_zeros(B, K, self.lesion_dim, *S) if lesions is None else lesions]
         else:
-            parts.append(masks + self.lesion_embed(lesion.long()).movedim(-1, 2).to(x.dtype) if use_lesion else masks)
+            parts.append(masks if lesions is None else masks + lesions)
         h = torch.cat(parts, dim=2)  # (B, K, C_in, *S)
         if self.spatial_dims == 2:
             h = h.flatten(1, 2)  # (B, K*C, H, W)
