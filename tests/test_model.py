@@ -193,6 +193,49 @@ def test_channels_last_trains_the_same_model(real_cache, tmp_path, text):
         assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
 
 
+def test_known_frame_jitter_shifts_each_label_of_the_known_frames_only(real_cache, tmp_path, text):
+    """``train.known_jitter_hu``: in a share of the windows, every label but the air outside the body
+    moves by one offset of its own (HU -> unit of the cache's window), drawn from the window's
+    generator; the network sees the shifted known frames, the loss keeps the real ones."""
+    from tracect.train.distributed import sample_generators
+
+    cfg = tiny_config(known_jitter_hu=100.0, p_known_jitter=1.0, p_known=1.0, batch_size=4)
+    tr = Trainer(cfg, real_cache, tmp_path / "run", text=text, progress=False)
+    batch = next(tr.batches())
+    img, mask = batch["image"], batch["mask"]
+    lo, hi = tr.cache.config.hu_window
+    shifted = tr._jitter_known(img, mask, sample_generators(7, range(len(img))))
+    again = tr._jitter_known(img, mask, sample_generators(7, range(len(img))))
+    assert torch.equal(shifted, again)  # the window's generator decides
+    inside = (img > -1) & (img < 1) & (shifted > -1) & (shifted < 1)  # unclipped pixels
+    offsets = []
+    for b in range(len(img)):
+        for label in mask[b].unique().tolist():
+            sel = (mask[b] == label) & inside[b]
+            if sel.sum() == 0:
+                continue
+            d = (shifted[b] - img[b])[sel] * (hi - lo) / 2.0  # HU
+            assert d.max() - d.min() < 1e-2  # one offset per label and window
+            if label == 0:
+                assert d.abs().max() < 1e-6  # the air outside the body stays air
+            else:
+                offsets.append(float(d[0]))
+    assert len(offsets) >= 4 and 30.0 < np.std(offsets) < 300.0  # about 100 HU
+    weights = {}
+    for name, jitter in (("plain", 0.0), ("jitter", 100.0)):
+        cfg = tiny_config(known_jitter_hu=jitter, p_known_jitter=1.0, p_known=1.0, max_steps=2)
+        Trainer(cfg, real_cache, tmp_path / name, text=text, progress=False).fit()
+        weights[name] = _weights(tmp_path / name)[0]
+    # the network saw other known frames (its output layer starts at zero: the first step's loss
+    # cannot tell, the weights after two steps can)
+    assert max((weights["plain"][k] - weights["jitter"][k]).abs().max().item() for k in weights["plain"]) > 1e-6
+    off = Trainer(tiny_config(known_jitter_hu=100.0, p_known_jitter=0.0), real_cache, tmp_path / "off", text=text,
+                  progress=False)
+    assert torch.equal(off._jitter_known(img, mask, sample_generators(7, range(len(img)))), img)
+    with pytest.raises(ValueError, match="known_jitter_hu"):
+        tiny_config(known_jitter_hu=-1.0)
+
+
 def test_new_run_refuses_an_existing_run_folder(real_cache, tmp_path, text):
     cfg = tiny_config(max_steps=2)
     Trainer(cfg, real_cache, tmp_path / "r", text=text, progress=False).fit()

@@ -129,6 +129,12 @@ class TrainConfig:
     p_drop_mask: float = 0.0
     p_drop_geometry: float = 0.1
     p_known: float = 0.5  # probability that a window reveals some of its frames as known
+    # A window's known frames shift each label's pixels by its own random HU offset (std this many HU)
+    # with probability p_known_jitter. At inference the known frame is a generated one and can be wrong
+    # where the mask changes (lung above the spleen); a model given only real known frames copies that
+    # error down the chain instead of drawing the organ its mask names (docs/model.md).
+    known_jitter_hu: float = 0.0
+    p_known_jitter: float = 0.5
     checkpoint_every: int = 250
     val_every: int = 250
     val_windows: int = 4
@@ -150,13 +156,15 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "max_steps", "checkpoint_every", "val_every", "log_every",
                      "keep_checkpoints", "lesion_window_repeat"):
             _check(getattr(self, name) >= 1, o, name, "must be >= 1")
-        for name in ("p_drop_report", "p_drop_mask", "p_drop_geometry", "p_known", "flow_loss_max_t"):
+        for name in ("p_drop_report", "p_drop_mask", "p_drop_geometry", "p_known", "p_known_jitter",
+                     "flow_loss_max_t"):
             _check(0.0 <= getattr(self, name) <= 1.0, o, name, "must be in [0, 1]")
         _check(self.lr > 0, o, "lr", "must be > 0")
         _check(0 <= self.ema_decay < 1, o, "ema_decay", "must be in [0, 1)")
         _check(self.precision in ("auto", "fp32", "bf16"), o, "precision", "auto, fp32 or bf16")
         _check(self.flow_loss_weight >= 0, o, "flow_loss_weight", "must be >= 0")
         _check(self.lesion_loss_weight >= 1, o, "lesion_loss_weight", "must be >= 1")
+        _check(self.known_jitter_hu >= 0, o, "known_jitter_hu", "must be >= 0")
 
 
 @dataclass(frozen=True)

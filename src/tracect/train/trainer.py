@@ -120,6 +120,8 @@ class Trainer:
             raise ValueError(f"cache frames are {grid} px (slices of {self.cache.config.size} px"
                              f"{' / ' + str(self.latent['factor']) if self.latent else ''}) but model.image_size is "
                              f"{mc.image_size}")
+        if self.latent and tc.known_jitter_hu > 0:
+            raise ValueError("train.known_jitter_hu shifts HU per label: a pixel model's option, not a latent one's")
         if self.cache.vocabulary.num_classes > mc.num_classes:
             raise ValueError(f"cache vocabulary has {self.cache.vocabulary.num_classes} classes; "
                              f"model.num_classes is {mc.num_classes}")
@@ -262,6 +264,25 @@ class Trainer:
         chosen = torch.where((mode < 0.7)[:, None], prefix, subset)
         return torch.where((take < self.config.train.p_known)[:, None], chosen, known)
 
+    def _jitter_known(self, img: torch.Tensor, mask: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
+        """Known-frame values ``(b, K, H, W)`` with, in a share ``p_known_jitter`` of the windows, each
+        label's pixels shifted by its own offset (normal, std ``known_jitter_hu``; label 0, the air
+        outside the body, is left alone), clipped to the HU window. Only the frames given as known see
+        it: the frames to generate and the flow loss keep the real values, so the model learns to draw
+        each organ at the density its mask and report say even where the slice before got it wrong.
+        The draws come after the window's noise, from its own generator."""
+        lo, hi = self.cache.config.hu_window
+        scale = self.config.train.known_jitter_hu * 2.0 / (hi - lo)  # HU -> unit of [-1, 1]
+        n_labels = self.config.model.num_classes + 1
+        offsets = torch.zeros(len(gens), n_labels)
+        for i, g in enumerate(gens):
+            on = torch.rand(1, generator=g) < self.config.train.p_known_jitter
+            draw = torch.randn(n_labels, generator=g) * scale
+            if on:
+                offsets[i, 1:] = draw[1:]
+        shift = torch.gather(offsets, 1, mask.reshape(len(gens), -1)).reshape(mask.shape)  # (b, K, H, W)
+        return (img + shift.to(img.dtype)).clamp(-1.0, 1.0)
+
     # ------------------------------------------------------------------ step
 
     def _micro_loss(self, batch: dict, key: int | None = None, whole: range | None = None,
@@ -292,9 +313,12 @@ class Trainer:
         near = everyone["t"] < tc.flow_loss_max_t
         share_flow = max(float(near[part].sum()), 1e-8) / max(float(near.sum()), 1e-8)
 
-        img, eps, t = img.to(dev), eps.to(dev), t.to(dev)
+        given = img  # what the known frames show
+        if tc.known_jitter_hu > 0:
+            given = self._jitter_known(img, batch["mask"], gens[part])
+        img, eps, t, given = img.to(dev), eps.to(dev), t.to(dev), given.to(dev)
         cond = build_condition(self.text, batch["mask"], batch["report"], batch["spacing"], batch["position"], dev,
-                               known=known, known_values=img, flow=batch["flow"] if mc.flow_input else None,
+                               known=known, known_values=given, flow=batch["flow"] if mc.flow_input else None,
                                num_classes=mc.num_classes, drop_report=drop_report, drop_mask=drop_mask,
                                drop_geometry=drop_geom, findings=mc.findings, lesion=batch.get("lesion"))
         known = cond.known
