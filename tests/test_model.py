@@ -196,7 +196,7 @@ def test_channels_last_trains_the_same_model(real_cache, tmp_path, text):
 def test_known_frame_jitter_shifts_each_label_of_the_known_frames_only(real_cache, tmp_path, text):
     """``train.known_jitter_hu``: in a share of the windows, every label but the air outside the body
     moves by one offset of its own (HU -> unit of the cache's window), drawn from the window's
-    generator; the network sees the shifted known frames, the loss keeps the real ones."""
+    generator; the network sees the shifted known frames."""
     from tracect.train.distributed import sample_generators
 
     cfg = tiny_config(known_jitter_hu=100.0, p_known_jitter=1.0, p_known=1.0, batch_size=4)

@@ -36,6 +36,7 @@ from tracect.model.denoiser import FrameDenoiser
 from tracect.model.text import TextEncoder
 from tracect.runtime import autocast_context, autocast_factory, resolve_device
 from tracect.model.weights import resolve_checkpoint
+from tracect.train.augment import jitter_known
 from tracect.train.checkpoint import optimizer_from_tensors, save_checkpoint
 from tracect.train.distributed import (ShardSampler, StepLayout, all_reduce_sum, barrier, broadcast_flag,
                                        sample_generators)
@@ -265,23 +266,10 @@ class Trainer:
         return torch.where((take < self.config.train.p_known)[:, None], chosen, known)
 
     def _jitter_known(self, img: torch.Tensor, mask: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
-        """Known-frame values ``(b, K, H, W)`` with, in a share ``p_known_jitter`` of the windows, each
-        label's pixels shifted by its own offset (normal, std ``known_jitter_hu``; label 0, the air
-        outside the body, is left alone), clipped to the HU window. Only the frames given as known see
-        it: the frames to generate and the flow loss keep the real values, so the model learns to draw
-        each organ at the density its mask and report say even where the slice before got it wrong.
-        The draws come after the window's noise, from its own generator."""
-        lo, hi = self.cache.config.hu_window
-        scale = self.config.train.known_jitter_hu * 2.0 / (hi - lo)  # HU -> unit of [-1, 1]
-        n_labels = self.config.model.num_classes + 1
-        offsets = torch.zeros(len(gens), n_labels)
-        for i, g in enumerate(gens):
-            on = torch.rand(1, generator=g) < self.config.train.p_known_jitter
-            draw = torch.randn(n_labels, generator=g) * scale
-            if on:
-                offsets[i, 1:] = draw[1:]
-        shift = torch.gather(offsets, 1, mask.reshape(len(gens), -1)).reshape(mask.shape)  # (b, K, H, W)
-        return (img + shift.to(img.dtype)).clamp(-1.0, 1.0)
+        """:func:`tracect.train.augment.jitter_known` with the run's settings (HU -> the cache's unit)."""
+        tc, (lo, hi) = self.config.train, self.cache.config.hu_window
+        return jitter_known(img, mask, gens, tc.known_jitter_hu * 2.0 / (hi - lo), tc.p_known_jitter,
+                            self.config.model.num_classes + 1)
 
     # ------------------------------------------------------------------ step
 
