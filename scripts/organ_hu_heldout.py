@@ -32,7 +32,8 @@ from report_adherence import load_cases  # noqa: E402
 OFF_HU = 100.0  # an organ's median this far from the real one: drawn as another tissue
 
 
-def organ_medians(run: str, cases: list[dict], profile: str | None, mode: str = "sequential") -> tuple[list[dict], dict]:
+def organ_medians(run: str, cases: list[dict], profile: str | None,
+                  mode: str = "sequential") -> tuple[list[dict], dict]:
     """Generate each case's own-report slab -> (per case {organ: (generated, real, voxels)}, per case the
     profile organ's slices [(z, generated, real, lung pixels)])."""
     from tracect.data.resample import resample_to_grid
@@ -64,6 +65,7 @@ def organ_medians(run: str, cases: list[dict], profile: str | None, mode: str = 
 
 
 def summary(rows: list[dict]) -> dict:
+    """Per organ over the cases: generated and real median HU, median |error|, cases off by > OFF_HU."""
     organs = sorted({k for r in rows for k in r if k != "case"})
     out = {}
     for o in organs:
