@@ -14,7 +14,8 @@ median HU error and organs in the wrong tissue class; and the spleen's median HU
 is relabelled as liver before generation (parallel mode, seed 0: does the label or the place decide?).
 
     PYTHONPATH=src python scripts/organ_hu_heldout.py --heldout heldout --runs v1=run_a jitter=run_b \
-        [--cases 12] [--mode parallel] [--profile spleen] [--totalseg WORK] [--out organ_hu.json]
+        [--cases 12] [--mode parallel] [--relabel spleen=liver] [--profile spleen] [--totalseg WORK] \
+        [--out organ_hu.json]
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from report_adherence import load_cases  # noqa: E402
 OFF_HU = 100.0  # an organ's median this far from the real one: drawn as another tissue
 
 
-def organ_medians(run: str, cases: list[dict], profile: str | None,
-                  mode: str = "sequential") -> tuple[list[dict], dict]:
+def organ_medians(run: str, cases: list[dict], profile: str | None, mode: str = "sequential",
+                  relabel: tuple[str, str] | None = None) -> tuple[list[dict], dict]:
     """Generate each case's own-report slab -> (per case {organ: (generated, real, voxels)}, per case the
-    profile organ's slices [(z, generated, real, lung pixels)])."""
+    profile organ's slices [(z, generated, real, lung pixels)]). ``relabel`` ``(FROM, TO)``: the mask's
+    FROM label is replaced by TO before generation, and every organ is still measured where the mask as
+    given puts it (does the label or the place decide an organ's density?)."""
     from tracect.data.resample import resample_to_grid
     from tracect.generate.pipeline import Generator
     from tracect.generate.sampling import Sampling
@@ -44,12 +47,21 @@ def organ_medians(run: str, cases: list[dict], profile: str | None,
     names = dict(gen.vocabulary.labels)
     ids = {n: i for i, n in names.items()}
     sampling = Sampling(mode=mode)
-    plans = [gen.plan(c["mask"], c["reports"]["own"], vocabulary="total", seed=1000 + c["index"], key=c["index"],
-                      sampling=sampling) for c in cases]
+    plans, given = [], {}
+    for c in cases:
+        mask = c["mask"]
+        if relabel:
+            from tracect.labels.vocabulary import total
+
+            given[c["index"]] = gen.plan(mask, "", vocabulary="total", seed=0, sampling=sampling).labels
+            a, b = total().id_of(relabel[0]), total().id_of(relabel[1])
+            mask = mask.with_array(np.where(mask.array == a, b, mask.array).astype(mask.array.dtype))
+        plans.append(gen.plan(mask, c["reports"]["own"], vocabulary="total", seed=1000 + c["index"], key=c["index"],
+                              sampling=sampling))
     rows, profiles = [], {}
     for plan, vol in gen.generate_many(plans, sampling=sampling, batch_volumes=8):
         c = cases[plan.key]
-        hu, lab = vol.canonical.array.astype(np.float32), vol.labels.array
+        hu, lab = vol.canonical.array.astype(np.float32), given.get(plan.key, vol.labels.array)
         real = resample_to_grid(c["image"], vol.canonical.affine, lab.shape, order=1, cval=-1024).array
         row = {"case": c["case"]}
         for i, name in names.items():
@@ -121,6 +133,9 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=12)
     ap.add_argument("--slab", type=int, default=32)
     ap.add_argument("--mode", default="sequential", choices=("sequential", "parallel"))
+    ap.add_argument("--relabel", default=None, metavar="FROM=TO",
+                    help="replace the mask's FROM label (a `total` name, e.g. spleen) by TO (e.g. liver) before "
+                         "generation; organs are measured where the mask as given puts them")
     ap.add_argument("--profile", default=None, help="an organ whose slice-by-slice median HU to print")
     ap.add_argument("--totalseg", default=None, help="work folder for the TotalSegmentator example check")
     ap.add_argument("--out", default=None)
@@ -129,7 +144,8 @@ def main() -> None:
     result = {}
     for spec in args.runs:
         name, run = spec.split("=", 1)
-        rows, profiles = organ_medians(run, cases, args.profile, args.mode)
+        rows, profiles = organ_medians(run, cases, args.profile, args.mode,
+                                       tuple(args.relabel.split("=", 1)) if args.relabel else None)
         result[name] = {"run": run, "cases": rows, "summary": summary(rows), "profile": profiles}
     names = list(result)
     print(f"{len(cases)} held-out slabs, own reports; per organ: generated / real median HU, median |error|, "
