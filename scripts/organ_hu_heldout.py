@@ -40,6 +40,7 @@ def organ_medians(run: str, cases: list[dict], profile: str | None, mode: str = 
     FROM label is replaced by TO before generation, and every organ is still measured where the mask as
     given puts it (does the label or the place decide an organ's density?)."""
     from tracect.data.resample import resample_to_grid
+    from tracect.evaluate import metrics as M
     from tracect.generate.pipeline import Generator
     from tracect.generate.sampling import Sampling
 
@@ -63,12 +64,9 @@ def organ_medians(run: str, cases: list[dict], profile: str | None, mode: str = 
         c = cases[plan.key]
         hu, lab = vol.canonical.array.astype(np.float32), given.get(plan.key, vol.labels.array)
         real = resample_to_grid(c["image"], vol.canonical.affine, lab.shape, order=1, cval=-1024).array
-        row = {"case": c["case"]}
-        for i, name in names.items():
-            sel = lab == i
-            if sel.sum() >= 20:
-                row[name] = (float(np.median(hu[sel])), float(np.median(real[sel])), int(sel.sum()))
-        rows.append(row)
+        gen_hu, real_hu = M.organ_hu_stats(hu, lab, names), M.organ_hu_stats(real, lab, names)
+        rows.append({"case": c["case"], **{o: (s["median"], real_hu[o]["median"], s["voxels"])
+                                            for o, s in gen_hu.items()}})
         if profile:
             sel, lung = lab == ids[profile], lab == ids.get("lung", -1)
             profiles[c["case"]] = [(z, float(np.median(hu[z][sel[z]])), float(np.median(real[z][sel[z]])),

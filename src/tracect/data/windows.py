@@ -60,7 +60,7 @@ class FrameWindows(Dataset):
         if not index:
             raise ValueError(f"no window of {k} slices in {self.cache.root} (split={split})")
         self.index = np.asarray(index, dtype=np.int64)  # (N, 2): case, first slice, each window once
-        self._lesion_windows = None
+        self._n_once, self._lesion_windows = len(self.index), None
         if lesion_repeat > 1:
             extra = self.lesion_windows()
             self.index = np.concatenate([self.index, np.tile(extra, (lesion_repeat - 1, 1))])
@@ -74,7 +74,8 @@ class FrameWindows(Dataset):
                 lesion = self.cache.case(ci).lesion
                 if lesion is not None:
                     shown[ci] = np.asarray(lesion).reshape(len(lesion), -1).any(axis=1)
-            first = [(ci, s) for ci, s in self.index.tolist() if ci in shown and shown[ci][s:s + self.k].any()]
+            first = [(ci, s) for ci, s in self.index[:self._n_once].tolist()  # not the repeats
+                     if ci in shown and shown[ci][s:s + self.k].any()]
             self._lesion_windows = np.asarray(first, dtype=np.int64).reshape(-1, 2)
         return self._lesion_windows
 
