@@ -130,7 +130,7 @@ def real_ct_file(case: str) -> Path:
 
 def generate_all(work: Path, models: dict, masks: dict, seeds) -> dict:
     """Generate every model x mask x seed (reused when present); returns model -> mask -> [EvalEntry]."""
-    from tracect.evaluate.harness import EvalEntry
+    from tracect.evaluate.entries import EvalEntry
     from tracect.generate.outputs import write_outputs
     from tracect.generate.pipeline import Generator
     from tracect.io.readers import read_mask
@@ -160,7 +160,8 @@ def real_vs_real(held_out: str, others: list[str], work: Path) -> dict:
     its own evaluation grid (the protocol of ``tracect evaluate``'s ``tissue_w1``)."""
     from tracect.data.grid import PrepareConfig
     from tracect.evaluate import realism
-    from tracect.evaluate.harness import EvalEntry, case_grid
+    from tracect.evaluate.entries import EvalEntry
+    from tracect.evaluate.harness import case_grid
     from tracect.labels.vocabulary import get_vocabulary
 
     def quantiles(case, ct, mask, vocabulary):

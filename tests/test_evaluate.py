@@ -9,7 +9,8 @@ import pytest
 
 from tracect.evaluate import metrics as M
 from tracect.evaluate.adherence import findings_from_report
-from tracect.evaluate.harness import EvaluationError, collect_entries, evaluate
+from tracect.evaluate.entries import EvaluationError, collect_entries
+from tracect.evaluate.harness import evaluate
 from tracect.io import Volume, read_volume
 from tracect.io.readers import write_volume
 

@@ -117,7 +117,8 @@ def test_dicom_series_with_a_mask_in_any_axis_order_prepares_like_the_nifti_pair
 def test_evaluate_pairs_a_dicom_reference_with_a_las_mask(tmp_path, dicom_pairs, real_dir):
     """The real CT scored as if it were generated, against its own DICOM series as the reference and
     its LAS mask: every grid agrees, so the coherence and HU figures are those of identical volumes."""
-    from tracect.evaluate.harness import EvalEntry, EvaluationError, evaluate
+    from tracect.evaluate.entries import EvalEntry, EvaluationError
+    from tracect.evaluate.harness import evaluate
 
     entry = EvalEntry("las", real_dir / "ct.nii.gz", dicom_pairs / "masks" / "las.nii.gz", "",
                       reference=dicom_pairs / "images" / "las")

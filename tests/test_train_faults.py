@@ -17,7 +17,8 @@ import torch
 from safetensors.torch import load_file
 
 from tracect.config import load_config
-from tracect.train.trainer import Trainer, remove_leftovers
+from tracect.train.run_files import remove_leftovers
+from tracect.train.trainer import Trainer
 
 from conftest import single_thread, toy_cache_at
 

@@ -29,7 +29,8 @@ from tracect.autoencoder.losses import autoencoder_loss
 from tracect.autoencoder.model import SliceAutoencoder, count_parameters, decode_all, encode_all
 from tracect.runtime import resolve_device
 from tracect.train.checkpoint import optimizer_from_tensors, save_checkpoint
-from tracect.train.trainer import ProgressBar, TrainState, append_metrics, lr_at
+from tracect.train.run_files import ProgressBar, append_metrics
+from tracect.train.trainer import TrainState, lr_at
 from tracect.utils.atomic import atomic_path, write_json
 
 METRICS = ("step", "loss", "l1", "gradient", "spectrum", "kl", "lr", "grad_norm", "val_mae_hu", "val_psnr_db",

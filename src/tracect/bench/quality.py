@@ -278,7 +278,8 @@ def run_quality(out: str | Path, minutes: float, cases: int = 40, heldout: int =
     required when there are any; ``phantom_size``: the phantoms' slices, e.g. 256 so that a latent
     model at 256² learns from and is judged against slices that fine)."""
     from tracect.evaluate import metrics as M
-    from tracect.evaluate.harness import collect_entries, evaluate
+    from tracect.evaluate.entries import collect_entries
+    from tracect.evaluate.harness import evaluate
     from tracect.evaluate.segmenter import SegmenterConfig, train_segmenter
 
     log = log or (lambda *a: None)

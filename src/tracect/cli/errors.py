@@ -8,7 +8,7 @@ from tracect.io.readers import VolumeReadError
 from tracect.labels.vocabulary import UnknownLabelsError
 from tracect.model.weights import CheckpointError
 from tracect.generate.masks import MaskError
-from tracect.evaluate.harness import EvaluationError
+from tracect.evaluate.entries import EvaluationError
 from tracect.utils.paths import UnsafePathError
 from tracect.utils.preflight import PreflightError
 

@@ -60,7 +60,8 @@ def _segmenter(spec):
 
 
 def run_evaluate(args) -> int:
-    from tracect.evaluate.harness import collect_entries, evaluate
+    from tracect.evaluate.entries import collect_entries
+    from tracect.evaluate.harness import evaluate
 
     entries = collect_entries(args.generated, args.reference, allow_absolute=args.allow_absolute_paths)
     evaluate(entries, args.out, segmenter=_segmenter(args.segmenter), features=args.features,

@@ -25,7 +25,7 @@ class TotalSegmentatorSegmenter:
 
     def __init__(self):
         from tracect.data.grid import PrepareConfig
-        from tracect.evaluate.harness import EvaluationError
+        from tracect.evaluate.entries import EvaluationError
         from tracect.labels.vocabulary import get_vocabulary
 
         exe = shutil.which("TotalSegmentator") or shutil.which("totalsegmentator")

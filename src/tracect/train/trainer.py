@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +39,8 @@ from tracect.train.checkpoint import optimizer_from_tensors, save_checkpoint
 from tracect.train.distributed import (ShardSampler, StepLayout, all_reduce_sum, barrier, broadcast_flag,
                                        sample_generators)
 from tracect.train.losses import diffusion_loss, flow_loss
-from tracect.utils.atomic import atomic_path, write_json
+from tracect.train.run_files import ProgressBar, append_metrics, remove_leftovers, tensorboard_writer, trim_metrics
+from tracect.utils.atomic import write_json
 
 METRICS = ("step", "loss", "loss_diffusion", "loss_flow", "lr", "grad_norm", "steps_per_s",
            "windows_per_s", "elapsed_s")
@@ -407,8 +406,8 @@ class Trainer:
         data = self.batches()
         metrics_path = self.run_dir / "metrics.csv"
         if lead:
-            _trim_metrics(metrics_path, self.state.step)
-        writer = _tensorboard(self.run_dir, self.state.step) if lead else None
+            trim_metrics(metrics_path, self.state.step, METRICS)
+        writer = tensorboard_writer(self.run_dir, self.state.step) if lead else None
         bar = ProgressBar(self.state, max_steps, tc.max_minutes, disable=not self.progress)
         start, session_start = time.perf_counter(), self.state.elapsed_s
         last_t, last_step = start, self.state.step
@@ -430,7 +429,7 @@ class Trainer:
                        "steps_per_s": rate, "windows_per_s": rate * self.layout.global_batch,
                        "elapsed_s": self.state.elapsed_s}
                 bar.set_postfix(step=f"{step}/{max_steps}", loss=f"{m['loss']:.4f}", flow=f"{m['loss_flow']:.4f}")
-                append_metrics(metrics_path, row)
+                append_metrics(metrics_path, row, METRICS)
                 if writer is not None:
                     for k, v in row.items():
                         if k != "step":
@@ -448,91 +447,3 @@ class Trainer:
             writer.close()
         barrier(self.device)  # no rank leaves before the last checkpoint is complete
         return self.state
-
-
-class ProgressBar:
-    """The training bar: steps out of ``max_steps``, or, when ``max_minutes`` bounds the run, training
-    minutes out of the budget (a 5.5-minute run must not announce 6000 steps and an hour to go)."""
-
-    def __init__(self, state: TrainState, max_steps: int, max_minutes: float | None, disable: bool):
-        from tqdm import tqdm
-
-        self.budget = max_minutes * 60 if max_minutes else None
-        if self.budget:
-            self.bar = tqdm(total=round(self.budget), initial=round(min(state.elapsed_s, self.budget)),
-                            desc=f"train ({max_minutes:g} min budget)", unit="s", disable=disable,
-                            bar_format="{l_bar}{bar}| {n}/{total} s [{elapsed}<{remaining}{postfix}]")
-        else:
-            self.bar = tqdm(total=max_steps, initial=state.step, desc="train", unit="step", disable=disable)
-
-    def advance(self, state: TrainState) -> None:
-        if self.budget:
-            self.bar.update(max(0, round(min(state.elapsed_s, self.budget)) - self.bar.n))
-        else:
-            self.bar.update(1)
-
-    def set_postfix(self, **kw) -> None:
-        self.bar.set_postfix(**kw)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-_CHECKPOINT_FILES = ("model.safetensors", "ema.safetensors", "optimizer.safetensors", "rng.safetensors",
-                     "trainer.json", "config.json")
-
-
-def remove_leftovers(run_dir: Path) -> list[Path]:
-    """Remove what a killed run leaves behind in its folder -> the paths removed.
-
-    Every file of a run is written under a temporary name (``.NAME.tmp-XXXXXXXX...``) and renamed into
-    place; a process killed meanwhile leaves that temporary behind. A checkpoint folder is renamed into
-    place whole, so one that lacks files is an old checkpoint whose removal was cut short.
-    """
-    removed = []
-    places = [run_dir, run_dir / "checkpoints", run_dir / "samples"]
-    for place in places:
-        for path in sorted(place.glob(".*.tmp-*")) if place.is_dir() else ():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-            removed.append(path)
-    latest = run_dir / "latest"
-    current = latest.read_text().strip() if latest.is_file() else None
-    for ckpt in sorted((run_dir / "checkpoints").glob("step_*")):
-        if ckpt.is_dir() and ckpt.name != current and not all((ckpt / f).is_file() for f in _CHECKPOINT_FILES):
-            shutil.rmtree(ckpt)
-            removed.append(ckpt)
-    return removed
-
-
-def _tensorboard(run_dir: Path, step: int):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard not installed: CSV only
-        return None
-    # a resumed run logs the steps after its checkpoint again: drop the earlier session's copies
-    return SummaryWriter(str(run_dir / "tensorboard"), purge_step=step + 1 if step else None)
-
-
-def append_metrics(path: Path, row: dict, fieldnames=METRICS) -> None:
-    """Append ``row`` to the run's ``metrics.csv`` (the header first when the file is new)."""
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fieldnames)
-        if new:
-            w.writeheader()
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-
-
-def _trim_metrics(path: Path, step: int) -> None:
-    """Keep the rows logged up to the checkpoint a run resumes from (later ones will be logged again);
-    a row cut short by a kill has missing fields and goes too. Rewritten atomically."""
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f)
-                if None not in r and all(r.get(k) for k in METRICS) and r["step"].isdigit()
-                and int(r["step"]) <= step]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=METRICS)
-        w.writeheader()
-        w.writerows(rows)
