@@ -13,7 +13,9 @@ from tracect.utils.atomic import atomic_path
 
 class ProgressBar:
     """The training bar: steps out of ``max_steps``, or, when ``max_minutes`` bounds the run, training
-    minutes out of the budget (a 5.5-minute run must not announce 6000 steps and an hour to go)."""
+    minutes out of the budget (a 5.5-minute run must not announce 6000 steps and an hour to go).
+    ``state``: the trainer's ``TrainState`` (its ``step`` and ``elapsed_s``; not imported here, the
+    trainer imports this module)."""
 
     def __init__(self, state, max_steps: int, max_minutes: float | None, disable: bool):
         from tqdm import tqdm
