@@ -33,6 +33,12 @@ from report_adherence import load_cases  # noqa: E402
 OFF_HU = 100.0  # an organ's median this far from the real one: drawn as another tissue
 
 
+def relabelled(mask, vocabulary, source: str, target: str):
+    """The mask with every ``source`` voxel labelled ``target`` (names of ``vocabulary``)."""
+    a, b = vocabulary.id_of(source), vocabulary.id_of(target)
+    return mask.with_array(np.where(mask.array == a, b, mask.array).astype(mask.array.dtype))
+
+
 def organ_medians(run: str, cases: list[dict], profile: str | None, mode: str = "sequential",
                   relabel: tuple[str, str] | None = None) -> tuple[list[dict], dict]:
     """Generate each case's own-report slab -> (per case {organ: (generated, real, voxels)}, per case the
@@ -55,8 +61,7 @@ def organ_medians(run: str, cases: list[dict], profile: str | None, mode: str = 
             from tracect.labels.vocabulary import total
 
             given[c["index"]] = gen.plan(mask, "", vocabulary="total", seed=0, sampling=sampling).labels
-            a, b = total().id_of(relabel[0]), total().id_of(relabel[1])
-            mask = mask.with_array(np.where(mask.array == a, b, mask.array).astype(mask.array.dtype))
+            mask = relabelled(mask, total(), *relabel)
         plans.append(gen.plan(mask, c["reports"]["own"], vocabulary="total", seed=1000 + c["index"], key=c["index"],
                               sampling=sampling))
     rows, profiles = [], {}
@@ -107,11 +112,8 @@ def totalseg_check(work: Path, runs: dict[str, str]) -> dict:
                                  progress=False, log=None))
         gen = Generator.from_checkpoint(run)
         spleen, region = {}, None
-        for how, arr in (("as given", mask.array),
-                         ("relabelled liver", np.where(mask.array == total.id_of("spleen"), total.id_of("liver"),
-                                                       mask.array).astype(mask.array.dtype))):
-            res = gen.generate(mask.with_array(arr), R.TOTALSEG_REPORT, vocabulary="total", seed=0,
-                               sampling=Sampling(mode="parallel"))
+        for how, m in (("as given", mask), ("relabelled liver", relabelled(mask, total, "spleen", "liver"))):
+            res = gen.generate(m, R.TOTALSEG_REPORT, vocabulary="total", seed=0, sampling=Sampling(mode="parallel"))
             if region is None:  # the spleen's place, from the mask as given
                 region = res.labels.array == gen.vocabulary.id_of("spleen")
             spleen[how] = float(np.median(res.canonical.array[region]))

@@ -300,10 +300,9 @@ class Trainer:
         near = everyone["t"] < tc.flow_loss_max_t
         share_flow = max(float(near[part].sum()), 1e-8) / max(float(near.sum()), 1e-8)
 
-        given = img  # what the known frames show
-        if tc.known_jitter_hu > 0:
-            given = self._jitter_known(img, batch["mask"], gens[part])
-        img, eps, t, given = img.to(dev), eps.to(dev), t.to(dev), given.to(dev)
+        jittered = self._jitter_known(img, batch["mask"], gens[part]) if tc.known_jitter_hu > 0 else None
+        img, eps, t = img.to(dev), eps.to(dev), t.to(dev)
+        given = img if jittered is None else jittered.to(dev)  # what the known frames show
         cond = build_condition(self.text, batch["mask"], batch["report"], batch["spacing"], batch["position"], dev,
                                known=known, known_values=given, flow=batch["flow"] if mc.flow_input else None,
                                num_classes=mc.num_classes, drop_report=drop_report, drop_mask=drop_mask,
