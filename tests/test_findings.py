@@ -228,6 +228,40 @@ def test_a_findings_model_hears_the_findings_and_the_lesion_map(lesion_embed_dim
         assert not torch.allclose(base, model(x, t, mask, tokens, pooled, None, None, None, None, f0, lesion))
 
 
+def test_per_label_findings_shift_only_their_labels_embedding():
+    from tracect.train.trainer import build_model
+
+    cfg = _tiny_findings_config(16)
+    cfg = cfg.replace(model={"findings_per_label": True})
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    plain = build_model(_tiny_findings_config(16)).eval()
+    assert model.label_findings.shape == (cfg.model.num_classes + 1, FINDINGS_DIM, cfg.model.mask_embed_dim)
+    mask = torch.zeros(2, 2, 8, 8, dtype=torch.long)
+    mask[:, :, 2:6, 2:6] = 3  # label 3 in the middle, label 0 around it
+    findings = torch.zeros(2, FINDINGS_DIM)
+    findings[0, 1] = 1.0  # window 0 states a finding, window 1 none
+    with torch.no_grad():
+        plain.mask_embed.weight.copy_(model.mask_embed.weight)
+        # zero at the start: the same embedding as the model without the per-label maps
+        assert torch.equal(model.mask_channels(mask, torch.float32, findings), plain.mask_channels(mask, torch.float32))
+        model.label_findings[3, 1] = torch.arange(1.0, cfg.model.mask_embed_dim + 1)
+        shifted = model.mask_channels(mask, torch.float32, findings)  # (B, K, E, H, W)
+    base = plain.mask_channels(mask, torch.float32)
+    delta = shifted - base
+    assert torch.equal(delta[1], torch.zeros_like(delta[1]))  # no finding: no shift
+    inside = (mask[0] == 3).unsqueeze(1).expand_as(delta[0])  # (K, E, H, W)
+    assert torch.equal(delta[0][~inside], torch.zeros_like(delta[0][~inside]))  # other labels untouched
+    expected = torch.arange(1.0, cfg.model.mask_embed_dim + 1).reshape(1, -1, 1, 1).expand(2, -1, 4, 4)
+    assert torch.equal(delta[0][:, :, 2:6, 2:6], expected)
+    # label fractions (a latent pixel) mix the shifted embeddings by area, as the ids do
+    fractions = torch.nn.functional.one_hot(mask, cfg.model.num_classes + 1).movedim(-1, 2).float()
+    with torch.no_grad():
+        assert torch.allclose(model.mask_channels(fractions, torch.float32, findings), shifted)
+    with pytest.raises(ValueError, match="findings_per_label"):
+        _tiny_findings_config(16).replace(model={"findings": False, "findings_per_label": True})
+
+
 def test_generation_places_the_reports_lesions_and_records_them(tmp_path, lesion_cache):
     from tracect.generate.pipeline import Generator
     from tracect.phantom import make_mask
@@ -377,3 +411,18 @@ def test_the_presets_lesion_guidance_is_the_default_and_an_option_overrides_it()
     assert Sampling().resolved(load_config("tiny").diffusion).lesion_guidance is None  # guidance everywhere
     with pytest.raises(ValueError, match="lesion_guidance"):
         load_config("cpu").replace(diffusion={"lesion_guidance": -1.0})
+
+
+def test_the_cpu_report_preset_is_the_cpu_recipe_with_per_label_findings():
+    from tracect.config import load_config
+    from tracect.train.trainer import build_model
+
+    cpu, report = load_config("cpu"), load_config("cpu-report")
+    assert report.model.findings_per_label and report.model.lesion_embed_dim == 4 and report.model.mask_embed_dim == 16
+    assert report.diffusion.guidance == 1.0 and report.train.lesion_loss_weight == 10.0
+    # the same network widths, schedule and step budget as `cpu`: only the conditioning differs
+    assert (report.model.channels, report.model.image_size, report.train.max_steps, report.train.batch_size) == \
+        (cpu.model.channels, cpu.model.image_size, cpu.train.max_steps, cpu.train.batch_size)
+    model = build_model(report)
+    assert model.label_findings.shape == (report.model.num_classes + 1, FINDINGS_DIM, 16)
+    assert not model.label_findings.any()

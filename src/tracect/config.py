@@ -55,8 +55,12 @@ class ModelConfig:
     # time path and, for pixel models, a lesion map embedded beside the mask
     findings: bool = False
     # the lesion map's embedding: its own channels per frame (this many), or 0: added to the mask's
-    # embedding (the cpu presets; own channels were measured and not adopted, docs/model.md)
+    # embedding (the `cpu` preset; `cpu-report` uses 4 channels of their own, docs/model.md)
     lesion_embed_dim: int = 0
+    # the findings vector also shifts each label's embedding through a map of its own per label, so that
+    # a finding acts on the pixels of the organ it concerns (steatosis on the liver, the phase on the
+    # vessels) instead of only on the time path shared by the whole window (docs/model.md)
+    findings_per_label: bool = False
 
     def __post_init__(self):
         o = "model"
@@ -74,6 +78,7 @@ class ModelConfig:
         _check(self.text_units in ("sentences", "wordpieces"), o, "text_units", "sentences or wordpieces")
         _check(self.latent_channels >= 1, o, "latent_channels", "must be >= 1")
         _check(self.lesion_embed_dim >= 0, o, "lesion_embed_dim", "must be >= 0")
+        _check(self.findings or not self.findings_per_label, o, "findings_per_label", "needs findings: true")
         _check(self.latent_channels == 1 or self.kind != "3d", o, "latent_channels", "latent frames are for 2D models")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         object.__setattr__(self, "attention_levels", tuple(bool(a) for a in self.attention_levels))
@@ -205,7 +210,7 @@ class RunConfig:
         return out
 
 
-PRESETS = ("tiny", "tiny-slice", "tiny-3d", "tiny-latent", "cpu", "cpu-k4", "cpu-slice", "cpu-3d", "cpu-latent", "gpu",
+PRESETS = ("tiny", "tiny-slice", "tiny-3d", "tiny-latent", "cpu", "cpu-report", "cpu-k4", "cpu-slice", "cpu-3d", "cpu-latent", "gpu",
            "gpu-latent")
 
 

@@ -12,7 +12,9 @@ time embedding, together with an embedding of the geometry (pixel spacing, slice
 position of the window in the volume). With ``findings`` the report's structured findings
 (:mod:`tracect.data.findings`) enter too: their vector on the time path, and the lesion map (kind codes
 per pixel) as a learned embedding added to the mask's (``lesion_embed_dim`` > 0: in channels of its own
-per frame). The network knows nothing about noise schedules.
+per frame); with ``findings_per_label`` the vector also shifts each label's embedding by a learned
+map of its own, so that a finding reaches the pixels of the organ it concerns. The network knows
+nothing about noise schedules.
 """
 
 from __future__ import annotations
@@ -69,22 +71,35 @@ class FrameDenoiser(nn.Module):
         self.token_proj = nn.Linear(c.text_dim, c.cross_attention_dim)
         self.pooled_proj = _mlp(c.text_dim, temb)
         self.geometry_proj = _mlp(GEOMETRY_FEATURES, temb) if c.geometry else None
-        self.findings_proj = self.lesion_embed = None
+        self.findings_proj = self.lesion_embed = self.label_findings = None
+        if c.findings_per_label:
+            # (labels, FINDINGS_DIM, E), zero at the start: the network begins as the plain findings
+            # model and learns how far each finding moves each label
+            self.label_findings = nn.Parameter(torch.zeros(c.num_classes + 1, FINDINGS_DIM, c.mask_embed_dim))
         if c.findings:
             self.findings_proj = _mlp(FINDINGS_DIM, temb)
             # code 0 (no lesion) embeds to zero, so that a lesion-free window sees the mask's embedding alone
             self.lesion_embed = nn.Embedding(len(LESION_KINDS) + 1, self.lesion_dim or c.mask_embed_dim,
                                              padding_idx=0)
 
-    def mask_channels(self, mask: torch.Tensor, dtype) -> torch.Tensor:
+    def mask_channels(self, mask: torch.Tensor, dtype, findings: torch.Tensor | None = None) -> torch.Tensor:
         """The mask's embedding ``(B, K, E, *S)``: from label ids ``(B, K, *S)`` (long) or from the
         fraction of each label per pixel ``(B, K, num_classes + 1, *S)`` (float: a latent pixel covers
-        several labels), which mixes the same embeddings by area (one-hot fractions give the ids')."""
+        several labels), which mixes the same embeddings by area (one-hot fractions give the ids').
+        With ``findings_per_label`` and findings ``(B, FINDINGS_DIM)``, each label's embedding is first
+        shifted by its map of the window's findings (the empty report's zeros shift nothing)."""
+        table = self.mask_embed.weight.to(dtype).expand(mask.shape[0], -1, -1)  # (B, L+1, E)
+        if self.label_findings is not None and findings is not None:
+            table = table + torch.einsum("bf,lfe->ble", findings.to(dtype), self.label_findings.to(dtype))
         if mask.is_floating_point():
-            return torch.einsum("bkl...,le->bke...", mask.to(dtype), self.mask_embed.weight.to(dtype))
-        return self.mask_embed(mask).movedim(-1, 2).to(dtype)
+            return torch.einsum("bkl...,ble->bke...", mask.to(dtype), table)
+        if self.label_findings is None or findings is None:
+            return self.mask_embed(mask).movedim(-1, 2).to(dtype)
+        ids = mask.flatten(1)  # (B, K*prod(S)): each pixel's row of its window's table
+        rows = torch.gather(table, 1, ids.unsqueeze(-1).expand(-1, -1, table.shape[-1]))  # (B, N, E)
+        return rows.unflatten(1, mask.shape[1:]).movedim(-1, 2)
 
-    def _inputs(self, x_t, mask, known, known_values, flow, lesion=None) -> torch.Tensor:
+    def _inputs(self, x_t, mask, known, known_values, flow, lesion=None, findings=None) -> torch.Tensor:
         c = self.config
         B, K = x_t.shape[:2]
         x = x_t if c.latent_channels > 1 else x_t.unsqueeze(2)  # (B, K, C, *S)
@@ -98,7 +113,7 @@ class FrameDenoiser(nn.Module):
                 values = known_values if c.latent_channels > 1 else known_values.unsqueeze(2)
             kmap = known.to(x.dtype).reshape(B, K, 1, *([1] * len(S)))
             parts += [values * kmap, kmap.expand(B, K, 1, *S)]
-        masks = self.mask_channels(mask, x.dtype)
+        masks = self.mask_channels(mask, x.dtype, findings)
         lesions = None  # (B, K, E, *S): the lesion map's embedding
         if self.lesion_embed is not None and lesion is not None and not mask.is_floating_point():
             lesions = self.lesion_embed(lesion.long()).movedim(-1, 2).to(x.dtype)
@@ -135,7 +150,7 @@ class FrameDenoiser(nn.Module):
         from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
 
         unet = self.unet
-        h = self._inputs(x_t, mask, known, known_values, flow, lesion)
+        h = self._inputs(x_t, mask, known, known_values, flow, lesion, findings)
         emb = unet.time_embed(get_timestep_embedding(t, unet.block_out_channels[0]).to(h.dtype))
         emb = emb + self.pooled_proj(pooled.to(h.dtype))
         if self.geometry_proj is not None and geometry is not None:
