@@ -88,13 +88,14 @@ class FrameDenoiser(nn.Module):
         several labels), which mixes the same embeddings by area (one-hot fractions give the ids').
         With ``findings_per_label`` and findings ``(B, FINDINGS_DIM)``, each label's embedding is first
         shifted by its map of the window's findings (the empty report's zeros shift nothing)."""
-        table = self.mask_embed.weight.to(dtype).expand(mask.shape[0], -1, -1)  # (B, L+1, E)
-        if self.label_findings is not None and findings is not None:
-            table = table + torch.einsum("bf,lfe->ble", findings.to(dtype), self.label_findings.to(dtype))
+        weight = self.mask_embed.weight.to(dtype)  # (L+1, E)
+        if self.label_findings is None or findings is None:
+            if mask.is_floating_point():
+                return torch.einsum("bkl...,le->bke...", mask.to(dtype), weight)
+            return self.mask_embed(mask).movedim(-1, 2).to(dtype)
+        table = weight + torch.einsum("bf,lfe->ble", findings.to(dtype), self.label_findings.to(dtype))  # (B, L+1, E)
         if mask.is_floating_point():
             return torch.einsum("bkl...,ble->bke...", mask.to(dtype), table)
-        if self.label_findings is None or findings is None:
-            return self.mask_embed(mask).movedim(-1, 2).to(dtype)
         ids = mask.flatten(1)  # (B, K*prod(S)): each pixel's row of its window's table
         rows = torch.gather(table, 1, ids.unsqueeze(-1).expand(-1, -1, table.shape[-1]))  # (B, N, E)
         return rows.unflatten(1, mask.shape[1:]).movedim(-1, 2)
