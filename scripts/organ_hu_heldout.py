@@ -6,7 +6,9 @@ case's own report, seed 1000 + case index): per checkpoint and organ, the median
 generated and of the real organ median, the median absolute difference, and how many cases miss by more
 than 100 HU (an organ drawn as another tissue: a spleen drawn like lung misses by 150-350 HU). With
 ``--profile ORGAN``, that organ's median HU slice by slice (generated / real / lung pixels in the slice),
-which shows where along the chain an organ goes wrong.
+which shows where along the chain an organ goes wrong, and how evenly the organ is drawn along z: per
+case the standard deviation of its slice medians, generated and real (the phantom draws an organ at one
+density, so the real spread is its texture and partial volume alone).
 
 With ``--totalseg WORK``, also the real TotalSegmentator mask in ../shared (the example mask and report
 of ``scripts/real_data_table.py``, seeds 0-2) through ``tracect evaluate``'s measurements: per-organ
@@ -91,6 +93,16 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
+def profile_spread(profiles: dict) -> dict:
+    """Per case the standard deviation over slices of the profile organ's slice medians, generated and
+    real (slices of the profile: at least 5 of its voxels); the medians over cases."""
+    per = {case: (float(np.std([g for _, g, _, _ in zs])), float(np.std([r for _, _, r, _ in zs])))
+           for case, zs in profiles.items() if len(zs) >= 3}
+    g, r = np.array([v[0] for v in per.values()]), np.array([v[1] for v in per.values()])
+    return {"n": len(per), "generated_sd_median": float(np.median(g)) if len(g) else float("nan"),
+            "real_sd_median": float(np.median(r)) if len(r) else float("nan"), "per_case": per}
+
+
 def totalseg_check(work: Path, runs: dict[str, str]) -> dict:
     """The real TotalSegmentator example, seeds 0-2, per run: ``tracect evaluate``'s per-organ median HU
     error (mean over organs) and organs in the wrong tissue class; then the spleen relabelled as liver."""
@@ -147,6 +159,8 @@ def main() -> None:
         rows, profiles = organ_medians(run, cases, args.profile, args.mode,
                                        tuple(args.relabel.split("=", 1)) if args.relabel else None)
         result[name] = {"run": run, "cases": rows, "summary": summary(rows), "profile": profiles}
+        if args.profile:
+            result[name]["profile_spread"] = profile_spread(profiles)
     names = list(result)
     print(f"{len(cases)} held-out slabs, own reports; per organ: generated / real median HU, median |error|, "
           f"cases off by > {OFF_HU:.0f} HU")
@@ -163,6 +177,9 @@ def main() -> None:
             print(f"\n{n}: {args.profile} by slice (z: generated/real/lung pixels)")
             for case, zs in result[n]["profile"].items():
                 print(case, " ".join(f"{z}:{g:.0f}/{r:.0f}/{lp}" for z, g, r, lp in zs))
+            sp = result[n]["profile_spread"]
+            print(f"{n}: SD of the {args.profile}'s slice medians along z, median over {sp['n']} cases: "
+                  f"generated {sp['generated_sd_median']:.1f} HU, real {sp['real_sd_median']:.1f} HU")
     if args.totalseg:
         result["totalseg"] = totalseg_check(Path(args.totalseg), {n: result[n]["run"] for n in names})
     if args.out:

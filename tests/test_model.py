@@ -56,6 +56,62 @@ def test_denoiser_shapes(kind, k):
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("kind,k", [("pair", 2), ("3d", 4)])
+def test_spade_reads_the_label_map_in_the_decoder_and_starts_as_the_plain_unet(kind, k):
+    from monai.networks.blocks.spade_norm import SPADE
+
+    cfg = ModelConfig(kind=kind, frames=k, findings=True, lesion_embed_dim=3, spade_channels=8, **TINY)
+    torch.manual_seed(0)
+    def made(cfg):  # MONAI zeroes the output and each resnet's last convolution; wake them so that
+        m = FrameDenoiser(cfg)  # the decoder's norms show in the output (SPADE's scale and shift stay 0)
+        with torch.no_grad():
+            for name, p in m.unet.named_parameters():
+                if "mlp_" not in name and not p.any():
+                    torch.nn.init.normal_(p, std=0.1)
+        return m
+
+    model = made(cfg).eval()
+    blocks = [m for m in model.unet.modules() if isinstance(m, SPADE)]
+    # two per resnet of every decoder block, none in the encoder; 1x1, with no norm on scale and shift
+    assert len(blocks) == 2 * sum(len(b.resnets) for b in model.unet.up_blocks) > 0
+    assert all(m.mlp_gamma.conv.kernel_size == (1,) * model.spatial_dims for m in blocks)
+    assert all(len(list(m.mlp_gamma.children())) == 1 for m in blocks)  # the conv alone
+    per_label = cfg.mask_embed_dim + cfg.lesion_embed_dim
+    assert blocks[0].mlp_shared.conv.in_channels == (per_label * k if kind == "pair" else per_label)
+    B = 2
+    x, t = torch.randn(B, k, 16, 16), torch.rand(B) * 1000
+    mask = torch.randint(0, 17, (B, k, 16, 16))
+    args = (torch.randn(B, 16, 384), torch.randn(B, 384), torch.randn(B, 5))
+    lesion = torch.zeros(B, k, 16, 16, dtype=torch.long)
+    h, labels = model._inputs(x, mask, None, None, None, lesion, torch.zeros(B, 20))
+    # the label channels, in the network's layout, are the input's mask and lesion channels
+    assert labels.shape == ((B, k * per_label, 16, 16) if kind == "pair" else (B, per_label, k, 16, 16))
+    other = labels + torch.randn_like(labels)
+
+    def out_with(seg):  # the same input channels, another map for the decoder
+        model._inputs = lambda *a, **kw: (h, seg)
+        try:
+            with torch.no_grad():
+                return model(x, t, mask, *args, findings=torch.zeros(B, 20), lesion=lesion)
+        finally:
+            del model._inputs
+
+    # scale and shift start at zero: the map changes nothing until training moves them
+    assert torch.equal(out_with(labels), out_with(other))
+    for m in blocks:
+        torch.nn.init.normal_(m.mlp_gamma.conv.weight, std=0.1)
+        torch.nn.init.normal_(m.mlp_beta.conv.weight, std=0.1)
+    assert out_with(labels).shape == (B, k, 16, 16)
+    assert (out_with(labels) - out_with(other)).abs().max() > 1e-3
+    # the gradient reaches the label map's layers from the start
+    fresh = made(cfg)
+    fresh(x, t, mask, *args, findings=torch.zeros(B, 20), lesion=lesion).square().mean().backward()
+    grads = [m.mlp_gamma.conv.weight.grad for m in fresh.modules() if isinstance(m, SPADE)]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    with pytest.raises(ValueError, match="spade_channels"):
+        ModelConfig(spade_channels=-1)
+
+
 def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match="model.frames"):
         ModelConfig(kind="slice", frames=2)

@@ -61,6 +61,11 @@ class ModelConfig:
     # a finding acts on the pixels of the organ it concerns (steatosis on the liver, the phase on the
     # vessels) instead of only on the time path shared by the whole window (docs/model.md)
     findings_per_label: bool = False
+    # the mask's (and lesion map's) embedding also sets the scale and shift of every normalisation in the
+    # decoder (SPADE, Park et al. 2019; MONAI's SPADEDiffusionModelUNet), through a hidden layer of this
+    # many channels; 0: the mask enters at the input only. A label then reaches each decoder level
+    # directly instead of through the features mixed over the whole slice (docs/model.md)
+    spade_channels: int = 0
 
     def __post_init__(self):
         o = "model"
@@ -78,6 +83,7 @@ class ModelConfig:
         _check(self.text_units in ("sentences", "wordpieces"), o, "text_units", "sentences or wordpieces")
         _check(self.latent_channels >= 1, o, "latent_channels", "must be >= 1")
         _check(self.lesion_embed_dim >= 0, o, "lesion_embed_dim", "must be >= 0")
+        _check(self.spade_channels >= 0, o, "spade_channels", "must be >= 0")
         _check(self.findings or not self.findings_per_label, o, "findings_per_label", "needs findings: true")
         _check(self.latent_channels == 1 or self.kind != "3d", o, "latent_channels", "latent frames are for 2D models")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
