@@ -22,12 +22,12 @@ import torch
 
 
 def parse_variant(spec: str) -> tuple[str, dict]:
+    """``NAME:key=value,...`` -> ``(NAME, {key: value})``, each value read as YAML (numbers, booleans; no commas inside a value)."""
+    import yaml
+
     name, _, settings = spec.partition(":")
-    out = {}
-    for item in filter(None, settings.split(",")):
-        key, value = item.split("=", 1)
-        out[key] = int(value) if value.lstrip("-").isdigit() else value
-    return name, out
+    pairs = (item.split("=", 1) for item in filter(None, settings.split(",")))
+    return name, {key: yaml.safe_load(value) for key, value in pairs}
 
 
 def main() -> None:

@@ -41,10 +41,8 @@ def _pointwise_spade(unet: nn.Module) -> None:
     """Make every SPADE block of ``unet`` read its label map pixel by pixel (1x1 convolutions instead
     of MONAI's 3x3, and without the instance norm MONAI puts on the scale and shift, which would take
     away a label's own level). A label map is constant inside each organ, so the 3x3 kernels mostly saw
-    the same value nine times, and cost more: on a 2-core CPU a training step of the `cpu-report`
-    network with 64 report tokens took 1.44x the plain one's with them, 1.27x with 1x1 (one side-by-side
-    measurement; docs/benchmarks.md). The scale and shift start at zero: the network begins as the plain
-    UNet with its group norms."""
+    the same value nine times, at a higher cost per step (docs/benchmarks.md). The scale and shift start
+    at zero: the network begins as the plain UNet with its group norms."""
     from monai.networks.blocks import Convolution
     from monai.networks.blocks.spade_norm import SPADE
 
