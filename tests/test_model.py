@@ -17,7 +17,7 @@ from tracect.diffusion.sampler import ddim_sample
 from tracect.diffusion.schedule import Schedule
 from tracect.config import DiffusionConfig
 from tracect.model.denoiser import FrameDenoiser
-from tracect.train.losses import flow_loss, warp
+from tracect.train.losses import flow_loss, region_loss, warp
 from tracect.train.trainer import Trainer
 
 TINY = dict(image_size=16, channels=(8, 16), attention_levels=(False, True), num_head_channels=8,
@@ -170,6 +170,94 @@ def test_flow_loss_is_zero_for_frames_related_by_the_flow_and_grows_with_misalig
     # only the body counts
     outside = torch.zeros_like(body)
     assert flow_loss(torch.stack([torch.rand(2, H, W), nxt], 1), flow[:, None], outside).item() == 0.0
+
+
+def test_region_loss_counts_each_regions_mean_once_whatever_its_area():
+    g = torch.Generator().manual_seed(0)
+    H = W = 16
+    regions = torch.zeros(2, 2, H, W, dtype=torch.long)
+    regions[:, :, :, 8:] = 1  # a large region: half the frame
+    regions[:, :, 2:4, 2:4] = 2  # a small one: 4 pixels
+    target = torch.rand(2, 2, H, W, generator=g)
+    unknown = torch.ones(2, 2, dtype=torch.bool)
+    # texture moved around inside each region: the means agree, the loss is 0
+    shuffled = target.clone()
+    for b in range(2):
+        for k in range(2):
+            for r in range(3):
+                sel = regions[b, k] == r
+                shuffled[b, k][sel] = target[b, k][sel][torch.randperm(int(sel.sum()), generator=g)]
+    assert not torch.equal(shuffled, target)
+    assert region_loss(shuffled, target, regions, unknown, 3).item() < 1e-10
+    # the same offset costs the same in a 4-pixel region and in a 128-pixel one: (0.3^2) / 3 regions
+    for r in (1, 2):
+        off = target + 0.3 * (regions == r).float()
+        assert region_loss(off, target, regions, unknown, 3).item() == pytest.approx(0.09 / 3, rel=1e-5)
+    # the pixel MSE of the small region's offset is 32 times smaller than the large one's
+    small = target + 0.3 * (regions == 2).float()
+    assert ((small - target) ** 2).mean().item() == pytest.approx(0.09 * 4 / 256, rel=1e-5)
+    # only the unknown frames count, and an absent region counts nothing
+    off = target.clone()
+    off[:, 0] += 0.5
+    assert region_loss(off, target, regions, torch.tensor([[False, True]] * 2), 3).item() < 1e-10
+    assert region_loss(off, target, regions, torch.tensor([[True, False]] * 2), 5).item() == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="pixel frames"):
+        region_loss(target[:, :, None], target[:, :, None], regions, unknown, 3)
+
+
+def test_region_loss_weight_adds_its_term_with_lesions_as_regions_of_their_own(real_cache, tmp_path, text,
+                                                                               monkeypatch):
+    """``train.region_loss_weight``: the step's loss is the diffusion and flow terms plus the weight
+    times :func:`region_loss` of the predicted clean frames, with a lesion's pixels apart from their
+    organ's; 0 (the default) leaves the loss as it was."""
+    import tracect.train.trainer as trainer_module
+
+    seen = []
+    real = trainer_module.region_loss
+
+    def spy(x0, target, regions, unknown, n_regions):
+        seen.append((regions.clone(), n_regions))
+        return real(x0, target, regions, unknown, n_regions)
+
+    monkeypatch.setattr(trainer_module, "region_loss", spy)
+    losses = {}
+    for w in (0.0, 3.0):
+        tr = Trainer(tiny_config(region_loss_weight=w, batch_size=4), real_cache, tmp_path / f"w{w}", text=text,
+                     progress=False)
+        batch = next(tr.batches())
+        batch["lesion"] = torch.zeros_like(batch["mask"])
+        batch["lesion"][0, :, 4:7, 5:9] = 1  # a lesion (the real case has none)
+        with torch.no_grad():
+            losses[w] = tr._micro_loss(batch, key=11)
+    (l0, s0), (l3, s3) = losses[0.0], losses[3.0]
+    assert s0["loss_region"] == 0.0 and s3["loss_region"] > 0
+    assert s3["loss_diffusion"] == pytest.approx(s0["loss_diffusion"], rel=1e-6)
+    assert l3.item() == pytest.approx(l0.item() + 3.0 * s3["loss_region"], rel=1e-5)
+    assert len(seen) == 1  # weight 0: not computed
+    regions, n = seen[0]
+    n_labels = tr.config.model.num_classes
+    assert n == 2 * n_labels and regions.shape == batch["mask"].shape
+    lesion = batch["lesion"] > 0
+    assert lesion.sum() == 24
+    assert torch.equal(regions[~lesion], batch["mask"][~lesion])
+    assert torch.equal(regions[lesion], batch["mask"][lesion] + n_labels)
+    with pytest.raises(ValueError, match="region_loss_weight"):
+        tiny_config(region_loss_weight=-1.0)
+
+
+def test_a_run_begun_before_a_metrics_column_existed_keeps_its_rows_on_resume(tmp_path):
+    from tracect.train.run_files import trim_metrics
+    from tracect.train.trainer import METRICS
+
+    old = [k for k in METRICS if k != "loss_region"]
+    path = tmp_path / "metrics.csv"
+    path.write_text(",".join(old) + "\n" + "".join(",".join([str(s)] + ["0.5"] * (len(old) - 1)) + "\n"
+                                                     for s in (1, 2, 3)) + "4,0.5\n")  # 4: cut short
+    trim_metrics(path, 2, METRICS)
+    rows = path.read_text().splitlines()
+    assert rows[0] == ",".join(METRICS)
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+    assert all(r.endswith(",") for r in rows[1:])  # the new column empty in the old rows
 
 
 def tiny_config(**train) -> RunConfig:

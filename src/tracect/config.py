@@ -155,6 +155,9 @@ class TrainConfig:
     # the windows and a fraction of a per cent of the pixels; measured, not in a preset: docs/model.md)
     lesion_window_repeat: int = 1
     lesion_loss_weight: float = 1.0  # the diffusion loss of a pixel inside a (not dropped) lesion map, x this
+    # weight of the squared error of each labelled region's mean density (lesions regions of their own),
+    # every region counted once whatever its area (tracect.train.losses.region_loss); pixel models only
+    region_loss_weight: float = 0.0
     num_workers: int = 0  # window-loading processes beside the training process
     # GPU throughput (no effect on what is learned beyond float rounding): channels-last memory layout
     # for the 2D network's convolutions, and torch.compile of the network (slow to start: minutes)
@@ -176,6 +179,7 @@ class TrainConfig:
         _check(self.flow_loss_weight >= 0, o, "flow_loss_weight", "must be >= 0")
         _check(self.lesion_loss_weight >= 1, o, "lesion_loss_weight", "must be >= 1")
         _check(self.known_jitter_hu >= 0, o, "known_jitter_hu", "must be >= 0")
+        _check(self.region_loss_weight >= 0, o, "region_loss_weight", "must be >= 0")
 
 
 @dataclass(frozen=True)

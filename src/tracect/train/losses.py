@@ -1,4 +1,5 @@
-"""Training losses: the diffusion objective on unknown frames and TRACE's optical-flow constraint."""
+"""Training losses: the diffusion objective on unknown frames, TRACE's optical-flow constraint, and the
+region-mean term that holds each labelled region at its density."""
 
 from __future__ import annotations
 
@@ -63,4 +64,34 @@ def diffusion_loss(pred: torch.Tensor, target: torch.Tensor, unknown: torch.Tens
         err = err * pixel_weight
     per_frame = err.flatten(2).mean(-1)  # (B, K)
     w = unknown.float()
+    return (per_frame * w).sum() / w.sum().clamp_min(1.0)
+
+
+def region_loss(x0: torch.Tensor, target: torch.Tensor, regions: torch.Tensor, unknown: torch.Tensor,
+                n_regions: int) -> torch.Tensor:
+    """Squared error of each region's mean: ``x0`` ``(B, K, H, W)`` predicted clean frames, ``target``
+    the real ones, ``regions`` ``(B, K, H, W)`` integer ids in ``[0, n_regions)`` (a label, or a label
+    with its lesion pixels as a region of their own), ``unknown`` ``(B, K)`` the frames it counts.
+
+    Per frame, the mean over the regions present of ``(mean of x0 in region - mean of target in
+    region)^2``: every region counts once, whatever its area. The pixel MSE weighs an organ by its
+    area, so a liver that is a small island among lung at its dome, or a 20 mm lesion, hardly moves
+    it when its whole level is off; this term does. Its minimiser is the same as the diffusion loss's
+    (the posterior mean of each region's mean given the noisy frames and the conditions), so it
+    re-weights what the network is asked, not what the right answer is.
+    """
+    if x0.ndim != 4 or regions.shape != x0.shape:
+        raise ValueError(f"region_loss needs pixel frames (B, K, H, W) and regions of that shape, got "
+                         f"{tuple(x0.shape)} and {tuple(regions.shape)}")
+    B, K = x0.shape[:2]
+    frame = torch.arange(B * K, device=x0.device).view(B, K, 1)
+    idx = (frame * n_regions + regions.flatten(2).long().to(x0.device)).flatten()  # (B*K*H*W,)
+    size = B * K * n_regions
+    err = (x0.float() - target.float()).flatten()
+    sums = torch.zeros(size, device=x0.device, dtype=err.dtype).index_add_(0, idx, err)
+    counts = torch.bincount(idx, minlength=size).to(err.dtype)
+    present = (counts > 0).to(err.dtype).view(B, K, n_regions)
+    mean_err = (sums / counts.clamp_min(1.0)).view(B, K, n_regions)
+    per_frame = (mean_err.pow(2) * present).sum(-1) / present.sum(-1).clamp_min(1.0)  # (B, K)
+    w = unknown.float().to(x0.device)
     return (per_frame * w).sum() / w.sum().clamp_min(1.0)

@@ -92,8 +92,11 @@ def trim_metrics(path: Path, step: int, fieldnames: tuple[str, ...]) -> None:
     if not path.exists():
         return
     with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f)
-                if None not in r and all(r.get(k) for k in fieldnames) and r["step"].isdigit()
+        reader = csv.DictReader(f)
+        # a column the file lacks (a run begun by an older version) stays empty in its old rows
+        kept = [k for k in fieldnames if k in (reader.fieldnames or ())]
+        rows = [r for r in reader
+                if None not in r and all(r.get(k) for k in kept) and r["step"].isdigit()
                 and int(r["step"]) <= step]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fieldnames)

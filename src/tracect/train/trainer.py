@@ -38,12 +38,12 @@ from tracect.train.augment import jitter_known
 from tracect.train.checkpoint import optimizer_from_tensors, save_checkpoint
 from tracect.train.distributed import (ShardSampler, StepLayout, all_reduce_sum, barrier, broadcast_flag,
                                        sample_generators)
-from tracect.train.losses import diffusion_loss, flow_loss
+from tracect.train.losses import diffusion_loss, flow_loss, region_loss
 from tracect.train.run_files import ProgressBar, append_metrics, remove_leftovers, tensorboard_writer, trim_metrics
 from tracect.utils.atomic import write_json
 
 METRICS = ("step", "loss", "loss_diffusion", "loss_flow", "lr", "grad_norm", "steps_per_s",
-           "windows_per_s", "elapsed_s")
+           "windows_per_s", "elapsed_s", "loss_region")
 
 
 def lr_at(step: int, config) -> float:
@@ -122,6 +122,9 @@ class Trainer:
                              f"{mc.image_size}")
         if self.latent and tc.known_jitter_hu > 0:
             raise ValueError("train.known_jitter_hu shifts HU per label: a pixel model's option, not a latent one's")
+        if self.latent and tc.region_loss_weight > 0:
+            raise ValueError("train.region_loss_weight holds each label's mean HU: a pixel model's option, "
+                             "not a latent one's")
         if self.cache.vocabulary.num_classes > mc.num_classes:
             raise ValueError(f"cache vocabulary has {self.cache.vocabulary.num_classes} classes; "
                              f"model.num_classes is {mc.num_classes}")
@@ -319,14 +322,25 @@ class Trainer:
         l_diff = diffusion_loss(pred, self.schedule.target(img, eps, t), ~known, weight) * share_diff
         loss = l_diff
         l_flow = torch.zeros((), device=dev)
-        if tc.flow_loss_weight > 0 and K > 1:
+        l_region = torch.zeros((), device=dev)
+        x0_hat = None
+        if tc.region_loss_weight > 0:
             x0_hat, _ = self.schedule.split(x_t, pred, t)
+            # a lesion's pixels are a region of their own: its level is the finding, not the organ's
+            lesion = batch.get("lesion")
+            n_labels = mc.num_classes
+            regions = batch["mask"] if lesion is None else batch["mask"] + n_labels * (lesion > 0).long()
+            l_region = region_loss(x0_hat, img, regions, ~known, 2 * n_labels) * share_diff
+            loss = loss + tc.region_loss_weight * l_region
+        if tc.flow_loss_weight > 0 and K > 1:
+            if x0_hat is None:
+                x0_hat, _ = self.schedule.split(x_t, pred, t)
             # known frames are real: the loss then ties a generated frame to its given neighbour
             x0 = torch.where(known.reshape(*known.shape, *([1] * (img.ndim - 2))), img, self.schedule.clip(x0_hat))
             l_flow = flow_loss(x0, batch["flow"].to(dev), batch["body"].to(dev),
                                (t < tc.flow_loss_max_t).float()) * share_flow
             loss = loss + tc.flow_loss_weight * l_flow
-        stats = {"loss_diffusion": l_diff.item(), "loss_flow": l_flow.item(),
+        stats = {"loss_diffusion": l_diff.item(), "loss_flow": l_flow.item(), "loss_region": l_region.item(),
                  "drop_report": drop_report.float().mean().item(), "drop_mask": drop_mask.float().mean().item(),
                  "drop_geometry": drop_geom.float().mean().item(), "known_frac": known.float().mean().item()}
         return loss, stats
@@ -356,7 +370,8 @@ class Trainer:
         key = self._next_key()  # one per step on every rank: the generator streams stay equal
         places, n_whole = self._placements(micro_batches)
         n_local = sum(len(b["report"]) for b in micro_batches)
-        names = ("loss", "loss_diffusion", "loss_flow", "drop_report", "drop_mask", "drop_geometry", "known_frac")
+        names = ("loss", "loss_diffusion", "loss_flow", "loss_region", "drop_report", "drop_mask", "drop_geometry",
+                 "known_frac")
         sums = torch.zeros(len(names), dtype=torch.float64)
         for i, (batch, (whole, part)) in enumerate(zip(micro_batches, places)):
             last = i == len(micro_batches) - 1
@@ -366,8 +381,8 @@ class Trainer:
                 (loss * (G / n_whole)).backward()
             n = len(batch["report"])
             sums += torch.tensor([loss.item() / n_whole, stats["loss_diffusion"] / n_whole,
-                                  stats["loss_flow"] / n_whole,
-                                  *(stats[k] * n / (n_local * G) for k in names[3:])], dtype=torch.float64)
+                                  stats["loss_flow"] / n_whole, stats["loss_region"] / n_whole,
+                                  *(stats[k] * n / (n_local * G) for k in names[4:])], dtype=torch.float64)
         sums = all_reduce_sum(sums.to(self.device)).cpu() if G > 1 else sums
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
         self.optimizer.step()
@@ -426,7 +441,7 @@ class Trainer:
                 row = {"step": step, "loss": m["loss"], "loss_diffusion": m["loss_diffusion"],
                        "loss_flow": m["loss_flow"], "lr": m["lr"], "grad_norm": m["grad_norm"],
                        "steps_per_s": rate, "windows_per_s": rate * self.layout.global_batch,
-                       "elapsed_s": self.state.elapsed_s}
+                       "elapsed_s": self.state.elapsed_s, "loss_region": m["loss_region"]}
                 bar.set_postfix(step=f"{step}/{max_steps}", loss=f"{m['loss']:.4f}", flow=f"{m['loss_flow']:.4f}")
                 append_metrics(metrics_path, row, METRICS)
                 if writer is not None:
