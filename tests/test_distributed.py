@@ -116,7 +116,8 @@ def test_max_minutes_counts_the_whole_run_over_resumes(toy_cache, tmp_path, text
 
 
 def test_two_gloo_processes_equal_one_and_their_checkpoint_resumes_in_one(toy_cache, tmp_path, text):
-    cfg, cfg_path = tiny(tmp_path)  # 4 windows per step: each rank takes 2 of the one micro-batch
+    # 4 windows per step: each rank takes 2 of the one micro-batch; the region term's share splits too
+    cfg, cfg_path = tiny(tmp_path, region_loss_weight=2.0)
     Trainer(cfg, toy_cache, tmp_path / "one", text=text, progress=False).fit()  # steps 1-5 straight
     r = torchrun(cfg_path, toy_cache, tmp_path / "ddp", "--max-steps", "3")
     assert "global batch 4 windows, each process 1 micro-batch(es) of 2" in r.stderr
