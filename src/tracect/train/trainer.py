@@ -380,8 +380,8 @@ class Trainer:
                 loss, stats = self._micro_loss(batch, key, whole, part)
                 (loss * (G / n_whole)).backward()
             n = len(batch["report"])
-            sums += torch.tensor([loss.item() / n_whole, stats["loss_diffusion"] / n_whole,
-                                  stats["loss_flow"] / n_whole, stats["loss_region"] / n_whole,
+            # the loss terms add up over micro-batches and ranks; the rates are averaged over windows
+            sums += torch.tensor([loss.item() / n_whole, *(stats[k] / n_whole for k in names[1:4]),
                                   *(stats[k] * n / (n_local * G) for k in names[4:])], dtype=torch.float64)
         sums = all_reduce_sum(sums.to(self.device)).cpu() if G > 1 else sums
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
