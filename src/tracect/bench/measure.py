@@ -115,16 +115,24 @@ def _address_space_limit(limit_bytes: int):
     return apply
 
 
+# glibc raises its mmap threshold each time a large mmapped block is freed, so whether a later block of
+# that size comes from the heap (and stays resident after it is freed) depends on the allocation history:
+# resident peaks of one run then vary by a few MiB from process to process. A fixed threshold turns that
+# adjustment off; a measurement that compares peaks of a few MiB runs its processes with it.
+FIXED_MMAP_THRESHOLD = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+
+
 def in_fresh_process(module: str, args: list[str], timeout: float | None = None,
-                     memory_limit_bytes: int | None = None) -> FreshRun:
+                     memory_limit_bytes: int | None = None, env: dict[str, str] | None = None) -> FreshRun:
     """Run ``python -m module *args`` in a fresh process, so that no measurement inherits another's
     allocator pools, caches or freed memory; the module prints its result as JSON on its last line. A
     process that runs out of memory (or is killed for it, or passes ``memory_limit_bytes`` of address
-    space) is ``oom``, one past ``timeout`` seconds ``timeout``."""
+    space) is ``oom``, one past ``timeout`` seconds ``timeout``. ``env`` adds to the inherited environment
+    (e.g. :data:`FIXED_MMAP_THRESHOLD`)."""
     cmd = [sys.executable, "-m", module, *args]
     limit = _address_space_limit(int(memory_limit_bytes)) if memory_limit_bytes else None
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ),
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
                            preexec_fn=limit)
     except subprocess.TimeoutExpired:
         return FreshRun("timeout", note=f"over {timeout:.0f} s")
