@@ -100,3 +100,33 @@ def single_thread():
 def toy_dataset(tmp_path):
     """A dataset folder with three valid toy cases and a reports.csv."""
     return write_toy_dataset(tmp_path / "ds")
+
+
+# the generation tests' tiny model (test_generate.py, test_grain.py)
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, real_dir):
+    """A tiny model trained for a few steps on the real case (quality is not the point here)."""
+    from tracect.config import load_config
+    from tracect.data.prepare import PrepareConfig, prepare_dataset
+    from tracect.train.trainer import Trainer
+
+    root = link_real_case(tmp_path_factory.mktemp("gen") / "ds", real_dir)
+    prepare_dataset(root, root.parent / "cache", PrepareConfig(size=16), progress=False)
+    run = root.parent / "run"
+    Trainer(load_config("tiny").replace(train={"max_steps": 4}), root.parent / "cache", run,
+            progress=False).fit()
+    return run
+
+
+@pytest.fixture(scope="module")
+def gen(tiny_run):
+    from tracect.generate.pipeline import Generator
+
+    return Generator.from_checkpoint(tiny_run, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def real_mask(real_dir):
+    from tracect.io import read_mask
+
+    return read_mask(real_dir / "seg.nii.gz")

@@ -12,37 +12,10 @@ from tracect.cli.main import main
 from tracect.generate.masks import MaskError
 from tracect.generate.pipeline import Generator
 from tracect.generate.strategies import window_starts
-from tracect.io import Volume, read_mask, read_volume
+from tracect.io import Volume, read_volume
 from tracect.labels.vocabulary import total
 
 from test_io_geometry import make_affine
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, real_dir):
-    """A tiny model trained for a few steps on the real case (quality is not the point here)."""
-    from tracect.config import load_config
-    from tracect.data.prepare import PrepareConfig, prepare_dataset
-    from tracect.train.trainer import Trainer
-
-    from conftest import link_real_case
-
-    root = link_real_case(tmp_path_factory.mktemp("gen") / "ds", real_dir)
-    prepare_dataset(root, root.parent / "cache", PrepareConfig(size=16), progress=False)
-    run = root.parent / "run"
-    Trainer(load_config("tiny").replace(train={"max_steps": 4}), root.parent / "cache", run,
-            progress=False).fit()
-    return run
-
-
-@pytest.fixture(scope="module")
-def gen(tiny_run):
-    return Generator.from_checkpoint(tiny_run, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def real_mask(real_dir):
-    return read_mask(real_dir / "seg.nii.gz")
 
 
 def test_window_starts_cover_every_slice_with_overlap():

@@ -57,6 +57,10 @@ def register(sub) -> None:
     p.add_argument("--keep-grid", action="store_true",
                    help="also write OUT.grid.nii.gz: the volume on its generation grid, before it is resampled "
                         "onto the mask's grid (tracect evaluate then scores it without a second resampling)")
+    p.add_argument("--grain", nargs="?", const="real-ct", default=None, metavar="NPS.json",
+                   help="add real CT's noise above the generation grid's resolution to the CT on the mask's grid "
+                        "(no value: the spectrum shipped with tracect, measured on real CTs; or a JSON written "
+                        "by scripts/measure_grain.py); the generation grid (--keep-grid) stays without")
     p.add_argument("--no-pictures", action="store_true", help="skip the montage and fly-through")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, help="OUT.nii.gz (or a folder with --manifest)")
@@ -144,8 +148,20 @@ def _run_manifest(args) -> int:
 
 
 def _options(args) -> dict:
+    from tracect.generate.grain import Grain, GrainSpectrum
     from tracect.generate.sampling import Sampling
 
+    grain = None
+    if args.grain is not None:
+        import json
+
+        from tracect.cli.errors import CommandError
+
+        try:
+            grain = Grain(GrainSpectrum.load(None if args.grain == "real-ct" else args.grain))
+        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
+            raise CommandError(f"--grain {args.grain}: not a spectrum written by scripts/measure_grain.py "
+                               f"({type(e).__name__}: {e})") from None
     sampling = Sampling(steps=args.steps, guidance=args.guidance, lesion_guidance=args.lesion_guidance,
                         mode=args.mode, overlap=args.overlap,
                         warmup=args.warmup, chunk=args.chunk, window=args.window)
@@ -153,7 +169,7 @@ def _options(args) -> dict:
                 formats=("nifti",) + (("dicom",) if args.format == "dicom" else ()) + (("grid",) if args.keep_grid else ()),
                 pictures=not args.no_pictures, overwrite=args.overwrite, device=args.device,
                 progress=not args.quiet, space_check=not args.no_space_check, allow_pickle=args.allow_pickle,
-                strict_labels=args.strict)
+                strict_labels=args.strict, grain=grain)
 
 
 def _print_summary(summary: dict, prefix: str = "") -> None:

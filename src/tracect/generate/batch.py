@@ -294,7 +294,7 @@ def run_jobs(jobs: list[Job], checkpoint, out_dir: Path, *, vocabulary: str = "t
              pictures: bool = True, overwrite: bool = False, device: str = "auto", progress: bool = True,
              log=print, generator=None, skip_existing: bool = True, space_check: bool = True,
              summary_path: str | Path | None = None, allow_pickle: bool = False,
-             strict_labels: bool = False) -> dict:
+             strict_labels: bool = False, grain=None) -> dict:
     """Generate every job with one model, ``sampling`` for all, ``batch_volumes`` volumes in lockstep
     (sequential mode: their windows share each network call; see :meth:`Generator.generate_many`).
 
@@ -305,6 +305,7 @@ def run_jobs(jobs: list[Job], checkpoint, out_dir: Path, *, vocabulary: str = "t
     The output folder's writability and free space are checked before the model is loaded
     (:class:`~tracect.utils.preflight.PreflightError`). ``strict_labels``: an organ folder with a file
     named outside ``vocabulary`` fails its job instead of being merged or ignored with a note.
+    ``grain``: a :class:`~tracect.generate.grain.Grain` for every volume (None: none).
     """
     from tracect.generate.outputs import check_writable, output_paths
     from tracect.utils import preflight
@@ -341,7 +342,7 @@ def run_jobs(jobs: list[Job], checkpoint, out_dir: Path, *, vocabulary: str = "t
         _generate_all(todo, summary, checkpoint, vocabulary=vocabulary, sampling=sampling or Sampling(),
                       batch_volumes=batch_volumes, formats=formats, pictures=pictures,
                       overwrite=overwrite or skip_existing, device=device, progress=progress, log=log,
-                      generator=generator, allow_pickle=allow_pickle, strict_labels=strict_labels)
+                      generator=generator, allow_pickle=allow_pickle, strict_labels=strict_labels, grain=grain)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     if summary_path is not None:
         from tracect.utils.atomic import write_json
@@ -353,7 +354,7 @@ def run_jobs(jobs: list[Job], checkpoint, out_dir: Path, *, vocabulary: str = "t
 
 
 def _generate_all(todo, summary, checkpoint, *, vocabulary, sampling, batch_volumes, formats, pictures,
-                  overwrite, device, progress, log, generator, allow_pickle, strict_labels) -> None:
+                  overwrite, device, progress, log, generator, allow_pickle, strict_labels, grain) -> None:
     from tracect.generate.outputs import write_outputs
     from tracect.generate.pipeline import Generator
 
@@ -384,7 +385,7 @@ def _generate_all(todo, summary, checkpoint, *, vocabulary, sampling, batch_volu
             except Exception as e:  # a bad job must not stop the others
                 fail(job, out, e)
 
-    cohort = gen.generate_many(plans(), sampling, batch_volumes, progress)
+    cohort = gen.generate_many(plans(), sampling, batch_volumes, progress, grain)
     try:
         for plan, result in cohort:
             job, out = plan.key

@@ -14,7 +14,8 @@ A volume goes through three stages, which :meth:`Generator.generate` runs for on
    windows with the burn-in and the report;
 2. sampling: :func:`strategies.sequential` (cohorts in lockstep) or :func:`strategies.parallel`,
    which ask :meth:`Generator.denoiser_for` for the guided denoiser of each batch of windows;
-3. :meth:`Generator.finish`: [-1, 1] -> HU, back onto the mask's grid and axis order, the sidecar record.
+3. :meth:`Generator.finish`: [-1, 1] -> HU, back onto the mask's grid and axis order (optionally with
+   CT noise above the generation grid's resolution, :mod:`tracect.generate.grain`), the sidecar record.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from tracect.data.grid import AIR_HU, PrepareConfig, output_grid, unit_to_hu
 from tracect.data.resample import resample_to_grid, resample_to_int16
 from tracect.diffusion.schedule import Schedule
 from tracect.generate import strategies
+from tracect.generate.grain import Grain, add_grain
 from tracect.generate.lesions import place_lesions
 from tracect.generate.masks import GenerationMask, prepare_mask
 from tracect.generate.sampling import Sampling
@@ -284,8 +286,10 @@ class Generator:
 
     # ------------------------------------------------------------------ 3. finish
 
-    def finish(self, plan: Plan, batch_volumes: int = 1) -> GeneratedVolume:
-        """The sampled chain of ``plan`` as a CT on the mask's grid, with its reproducibility record."""
+    def finish(self, plan: Plan, batch_volumes: int = 1, grain: Grain | None = None) -> GeneratedVolume:
+        """The sampled chain of ``plan`` as a CT on the mask's grid, with its reproducibility record.
+        With ``grain``, the CT on the mask's grid gets real CT's noise above the generation grid's
+        Nyquist frequency (``canonical``, the generation grid, is left as sampled)."""
         Z = plan.shape[0]
         frames = plan.chain.out[plan.burn_in:plan.burn_in + Z].numpy()
         if self.latent:  # decoded a few slices at a time, straight into the HU volume
@@ -300,9 +304,11 @@ class Generator:
         source = plan.mask.source
         src_canon = source.canonical()
         hu = resample_to_int16(canonical, src_canon.affine, src_canon.shape, cval=AIR_HU)  # in slabs
+        spacing = Volume(plan.labels, plan.affine).spacing
+        if grain is not None:  # (Z, Y, X) int16 on the mask's canonical grid, axial slices
+            hu = add_grain(hu, src_canon.spacing[1:], grain.spectrum, grain.cutoff(spacing[1:]), plan.seed)
         ct = Volume(hu, src_canon.affine).like(source)
         chain, s = plan.chain, plan.sampling
-        spacing = Volume(plan.labels, plan.affine).spacing
         info = {
             "tracect_version": __version__, "checkpoint": str(self.checkpoint) if self.checkpoint else None,
             "checkpoint_sha256": self.checkpoint_sha256, "config_name": self.config.name,
@@ -321,6 +327,7 @@ class Generator:
                                 "affine": np.asarray(plan.affine).tolist()},
             "output": {"shape": list(ct.shape), "spacing_mm": list(ct.spacing),
                        "orientation": "".join(ct.orientation)},
+            "grain": grain.record(spacing[1:]) if grain is not None else None,
             "device": str(self.device), "seconds": round(time.perf_counter() - plan.started, 3),
         }
         return GeneratedVolume(ct, canonical, Volume(plan.labels, plan.affine), info)
@@ -329,26 +336,26 @@ class Generator:
 
     def generate(self, mask: Volume, report: str = "", *, vocabulary: str | Vocabulary = "total",
                  seed: int = 0, sampling: Sampling | None = None, progress: bool = False, log=None,
-                 body: Volume | None = None, **settings) -> GeneratedVolume:
+                 body: Volume | None = None, grain: Grain | None = None, **settings) -> GeneratedVolume:
         """Generate a CT for ``mask`` (any orientation, labels of ``vocabulary``) and ``report``.
 
         ``sampling`` (default :class:`Sampling`'s defaults and the model's steps and guidance), with any
         of its fields given as keywords on top (``steps=4, mode="parallel"``; ``None`` keeps the value).
-        See :class:`Sampling` and :meth:`plan` (the burn-in, ``body``)."""
+        See :class:`Sampling`, :meth:`plan` (the burn-in, ``body``) and :meth:`finish` (``grain``)."""
         sampling = (sampling or Sampling()).replace(**settings)
         plan = self.plan(mask, report, vocabulary=vocabulary, seed=seed, sampling=sampling, log=log, body=body)
         (done,) = self.sample([plan], sampling, progress=progress)
-        return self.finish(done)
+        return self.finish(done, grain=grain)
 
     def generate_many(self, plans: Iterable[Plan], sampling: Sampling | None = None, batch_volumes: int = 8,
-                      progress: bool = False) -> Iterator[tuple[Plan, GeneratedVolume]]:
+                      progress: bool = False, grain: Grain | None = None) -> Iterator[tuple[Plan, GeneratedVolume]]:
         """Generate a cohort: ``plans`` (from :meth:`plan`, with the same ``sampling``; consumed lazily)
         in lockstep, ``batch_volumes`` at a time; yields ``(plan, volume)`` as each volume completes. A
         volume comes out as it would alone (per-volume generators; batched network calls agree with
         single ones to float rounding)."""
         sampling = sampling or Sampling()
         for plan in self.sample(plans, sampling, batch_volumes, progress):
-            yield plan, self.finish(plan, batch_volumes)
+            yield plan, self.finish(plan, batch_volumes, grain)
 
 
 def _bar(enabled: bool, unit: str):
