@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from real_data_table import REAL, label, real_ct_file
+from tracect.evaluate.realism import FINE_BAND
 
-BAND = (0.2, 0.55)  # cycles per mm: the fine-texture band every scan here resolves
+BAND = FINE_BAND  # 0.2-0.55 cycles/mm: every scan here resolves it
 
 
 def nps_of(patches: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
@@ -43,14 +44,9 @@ def nps_of(patches: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
     return radial(patch_nps(patches, spacing), spacing)
 
 
-def band_power(f: np.ndarray, p: np.ndarray, lo: float, hi: float) -> float:
-    """∫ NPS 2πf df over [lo, hi] (HU²): the variance the band carries."""
-    grid = np.linspace(lo, hi, 200)
-    return float(np.trapezoid(np.interp(grid, f, p) * 2 * np.pi * grid, grid))
-
-
 def texture(hu: np.ndarray, spacing, corners, body: np.ndarray) -> dict:
     """The texture figures of ``hu`` (Z, Y, X) at the patches ``corners`` and inside ``body``."""
+    from tracect.evaluate.realism import band_power
     from tracect.generate.grain import cut_patches
 
     f, p = nps_of(cut_patches(hu, corners), spacing)

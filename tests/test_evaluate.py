@@ -251,6 +251,8 @@ def test_controls_move_the_metrics_the_expected_way(real_eval):
     assert c["inplane_hf_ratio"] == pytest.approx(1.0)
     assert c["tissue_w1_mean"] == pytest.approx(0.0, abs=1e-6)
     assert c["soft_tissue_hf_ratio"] == pytest.approx(1.0)
+    # the example is stored at 3 mm: its grid cannot hold the fine-texture band, and the note says so
+    assert c["fine_texture_ratio"] is None and any("cannot resolve" in n for n in c["notes"])
     # at 32 px (~10 mm pixels) the blurred cortex drops below the bone rule's threshold: no bone region here
     assert {t for t, v in c["tissue_w1"].items() if v is not None} >= {"fat", "soft_tissue", "lung"}
 

@@ -131,3 +131,25 @@ def test_cli_grain_writes_its_record_and_refuses_a_file_that_is_not_a_spectrum(t
     assert main(args + ["--grain", str(bad), "--out", str(tmp_path / "b" / "ct.nii.gz")]) != 0
     assert "--grain" in capsys.readouterr().err
     assert not (tmp_path / "b" / "ct.nii.gz").exists()
+
+
+def test_fine_texture_ratio_scores_real_noise_one_a_smooth_copy_near_zero_and_a_coarse_grid_nothing():
+    from scipy.ndimage import gaussian_filter
+
+    from tracect.evaluate.realism import fine_texture_ratio
+
+    rng = np.random.default_rng(5)
+    noise = rng.normal(0, 10, (4, 128, 128)).astype(np.float32)
+    lung = np.zeros(noise.shape, bool)
+    lung[:, :, 96:] = True  # no patches there
+
+    def ct(texture):
+        return np.where(lung, -900.0, 40.0 + texture).astype(np.float32)
+
+    real = ct(noise)
+    assert fine_texture_ratio(real, real, (0.7, 0.7)) == pytest.approx(1.0)
+    # the same soft tissue smoothed as a 64² grid's interpolation would be, roughly
+    assert fine_texture_ratio(ct(gaussian_filter(noise, sigma=(0, 4, 4))), real, (0.7, 0.7)) < 0.02
+    noisier = real + rng.normal(0, 10, real.shape).astype(np.float32)
+    assert fine_texture_ratio(noisier, real, (0.7, 0.7)) == pytest.approx(2.0, rel=0.1)
+    assert fine_texture_ratio(real, real, (3.0, 3.0)) is None  # Nyquist 0.17 cycles/mm: below the band

@@ -47,6 +47,9 @@ def register(sub) -> None:
                    help="with --train: also write the trained EMA weights (float16) to this folder")
     p.add_argument("--weights", default=None, help="generate with this run or exported model, not the shipped one")
     p.add_argument("--slices", type=int, default=160, help="slices of the generated volume")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampler steps per window (default: the model's, 12 for the shipped one; fewer is faster "
+                        "and rougher)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--overwrite", action="store_true", help="start over in an existing --out")
@@ -98,7 +101,7 @@ def run(args) -> int:
                      config=PhantomConfig(slices=(slices, slices), slice_thickness=(4.0, 4.0)))
     write_volume(held.mask, out / "heldout_mask.nii.gz")
     write_volume(held.image, out / "heldout_reference_ct.nii.gz")
-    generated = gen.generate(held.mask, DEMO_REPORT, seed=args.seed, progress=True, log=print)
+    generated = gen.generate(held.mask, DEMO_REPORT, seed=args.seed, progress=True, log=print, steps=args.steps)
     paths = write_outputs(generated, out / "generated_ct.nii.gz", pictures=True, overwrite=True)
     times["generate"] = time.perf_counter() - t
 

@@ -144,6 +144,24 @@ def case_grid(entry: EvalEntry, prepare, vocab) -> CaseGrid:
     return CaseGrid(gen, labels, Volume(labels, affine).spacing, ref, affine, path)
 
 
+def _fine_texture(entry: EvalEntry) -> tuple[float | None, str | None]:
+    """:func:`realism.fine_texture_ratio` of the generated CT and its reference on the mask's grid ->
+    ``(ratio, None)``, or ``(None, why not)``."""
+    from tracect.io.pairing import compare_grids
+    from tracect.io.readers import read_volume
+
+    ref = read_volume(entry.reference).canonical()
+    lo, hi = realism.FINE_BAND
+    if 0.5 / max(ref.spacing[1:]) < hi:  # too coarse: skip reading the generated CT
+        return None, (f"fine_texture_ratio: the mask's grid ({max(ref.spacing[1:]):.2f} mm in-plane) cannot "
+                      f"resolve {lo}-{hi} cycles/mm")
+    gen = read_volume(entry.generated).canonical()
+    if not compare_grids(gen, ref).same():
+        return None, "fine_texture_ratio: the generated CT is not on the reference's grid"
+    ratio = realism.fine_texture_ratio(gen.array, ref.array, ref.spacing[1:])
+    return ratio, (None if ratio is not None else "fine_texture_ratio: too few patches of uniform soft tissue")
+
+
 def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) -> tuple[dict, dict]:
     """Per-case figures (JSON-ready) and the arrays the set-level figures need."""
     from tracect.data.grid import hu_to_unit
@@ -207,11 +225,17 @@ def evaluate_case(entry: EvalEntry, grid: CaseGrid, segmenter, vocab, window) ->
         row["tissue_w1_mean"] = json_number(realism.mean_distance(row["tissue_w1"]))
         # noise and texture inside the real CT's soft tissue, free of the edges between tissues
         row["soft_tissue_hf_ratio"] = json_number(realism.tissue_hf_ratio(grid.generated, grid.reference, tissues))
+        # and at the mask's own resolution, which the evaluation grid cannot hold (None on a coarse grid)
+        fine, why = _fine_texture(entry)
+        row["fine_texture_ratio"] = json_number(fine)
+        if why:
+            row["notes"].append(why)
     else:
         for key in ("flow_epe_px", "flow_epe_frozen_px", "warp_error_reference", "ssim_profile_reference",
                     "adjacent_dhu_reference", "z_hf_reference", "adjacent_dhu_ratio", "z_hf_ratio", "inplane_hf_ratio"):
             row[key] = MISSING
         row["hu_abs_error_mean"] = row["tissue_w1_mean"] = row["soft_tissue_hf_ratio"] = MISSING
+        row["fine_texture_ratio"] = MISSING
         ref_q = None
         row["notes"].append("flow EPE and reference HU: no reference CT for this mask")
     row["findings"] = findings_from_report(entry.report)
@@ -236,7 +260,7 @@ def _aggregate(rows: list[dict], groups: list) -> dict:
 
     agg = {k: ci([r.get(k) for r in rows])
            for k in ("dice_mean", "dice_reference_mean", "hu_abs_error_mean", "tissue_w1_mean",
-                     "soft_tissue_hf_ratio") + COHERENCE}
+                     "soft_tissue_hf_ratio", "fine_texture_ratio") + COHERENCE}
     agg["tissue_w1"] = {t: ci([r.get("tissue_w1", {}).get(t) for r in rows]) for t in realism.TISSUES}
     organs = sorted({o for r in rows for o in r.get("dice", {})})
     agg["dice_per_organ"] = {o: ci([r["dice"].get(o) for r in rows]) for o in organs}

@@ -29,7 +29,7 @@ import numpy as np
 SHIPPED = Path(__file__).with_name("grain_nps.json")
 # a stream of its own: the same seed gives the same grain whatever the sampler drew from its generator
 GRAIN_STREAM = 0x67726169
-# soft tissue for the NPS: fat, muscle and organs excluded from vessels and bone by this HU range
+# soft tissue for the NPS: muscle and solid organs; fat (below), enhanced vessels and bone (above) left out
 SOFT_TISSUE_HU = (-20.0, 120.0)
 # the band's edge: the grain fades in over [1 - RAMP, 1 + RAMP] x the generation grid's Nyquist
 RAMP = 0.25
