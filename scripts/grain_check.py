@@ -38,18 +38,12 @@ from tracect.evaluate.realism import FINE_BAND
 BAND = FINE_BAND  # 0.2-0.55 cycles/mm: every scan here resolves it
 
 
-def nps_of(patches: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
-    from tracect.generate.grain import patch_nps, radial
-
-    return radial(patch_nps(patches, spacing), spacing)
-
-
 def texture(hu: np.ndarray, spacing, corners, body: np.ndarray) -> dict:
     """The texture figures of ``hu`` (Z, Y, X) at the patches ``corners`` and inside ``body``."""
     from tracect.evaluate.realism import band_power
-    from tracect.generate.grain import cut_patches
+    from tracect.generate.grain import cut_patches, patch_spectrum
 
-    f, p = nps_of(cut_patches(hu, corners), spacing)
+    f, p = patch_spectrum(cut_patches(hu, corners), spacing)
     diff = np.abs(np.diff(hu.astype(np.float32), axis=2))[body[:, :, 1:] & body[:, :, :-1]]
     nyq = 0.5 / max(spacing)
     return {"freq": f.tolist(), "nps": p.tolist(), "band_hu2": band_power(f, p, *BAND),
@@ -98,6 +92,10 @@ def main() -> None:
     rows = list(csv.DictReader((REAL / "cases.csv").open()))
     scans = {r["case"]: load(real_ct_file(r["case"])) for r in rows}
     per_scan = {c: scan_nps(hu, sp) for c, (hu, sp) in scans.items()}
+    # each real CT's own patches, body and texture, once: its "real" row and the others' yardstick
+    corners = {c: soft_tissue_corners(hu) for c, (hu, _) in scans.items()}
+    bodies = {c: body_from_ct(hu.astype(np.float32)) for c, (hu, _) in scans.items()}
+    own = {c: texture(hu, sp, corners[c], bodies[c]) for c, (hu, sp) in scans.items()}
     gen = Generator.from_checkpoint(shipped_weights(), device="cpu")
     vocab = get_vocabulary("tissue")
     names = dict(vocab.labels)
@@ -111,8 +109,6 @@ def main() -> None:
         mask_path = label(real_ct_file(case), work / "labels" / f"{case}.nii.gz")
         mask = read_mask(mask_path, vocab)
         labels = mask.canonical().array
-        body = body_from_ct(real.astype(np.float32))
-        corners = soft_tissue_corners(real)
         t = time.perf_counter()
         report = report_for(row)
         plan = gen.plan(mask, report, vocabulary="tissue", seed=args.seed, sampling=Sampling())
@@ -121,13 +117,12 @@ def main() -> None:
         with_grain = gen.finish(plan, grain=grain)
         grainy = with_grain.ct.canonical().array
         print(f"{case}: {plain.shape} in {time.perf_counter() - t:.0f} s", flush=True)
-        entry = {"report": report, "spacing": list(spacing), "patches": len(corners),
-                 "grain": with_grain.info["grain"], "real": texture(real, spacing, corners, body),
+        entry = {"report": report, "spacing": list(spacing), "patches": len(corners[case]),
+                 "grain": with_grain.info["grain"], "real": own[case],
                  "real_organs": organ_medians(real, labels, names)}
         for kind, v in (("without", plain), ("with", grainy)):
-            entry[kind] = {**texture(v, spacing, corners, body), "organs": organ_medians(v, labels, names)}
-        entry["other_real_band_hu2"] = {c: texture(hu, sp, soft_tissue_corners(hu), body_from_ct(hu.astype(np.float32)))["band_hu2"]
-                                        for c, (hu, sp) in scans.items() if c != case}
+            entry[kind] = {**texture(v, spacing, corners[case], bodies[case]), "organs": organ_medians(v, labels, names)}
+        entry["other_real_band_hu2"] = {c: t["band_hu2"] for c, t in own.items() if c != case}
         results["cases"][case] = entry
         if case == "crlm_1006":
             images = Path(args.images) if args.images else work

@@ -121,7 +121,7 @@ def fine_texture_ratio(generated: np.ndarray, reference: np.ndarray, spacing_yx,
     (HU ``(Z, Y, X)`` on one grid of in-plane ``spacing_yx`` mm), both in the reference's patches of
     uniform soft tissue. None where the grid cannot resolve the band (its Nyquist frequency below the
     band's top: a 3 mm grid) or with fewer than ``min_patches`` patches."""
-    from tracect.generate.grain import cut_patches, patch_nps, radial, soft_tissue_corners
+    from tracect.generate.grain import cut_patches, patch_spectrum, soft_tissue_corners
 
     if 0.5 / max(float(s) for s in spacing_yx) < band[1]:
         return None
@@ -130,8 +130,7 @@ def fine_texture_ratio(generated: np.ndarray, reference: np.ndarray, spacing_yx,
         return None
 
     def power(v):
-        f, p = radial(patch_nps(cut_patches(np.asarray(v), corners), spacing_yx), spacing_yx)
-        return band_power(f, p, *band)
+        return band_power(*patch_spectrum(cut_patches(np.asarray(v), corners), spacing_yx), *band)
 
     real = power(reference)
     return power(generated) / real if real > 0 else None

@@ -163,13 +163,18 @@ def soft_tissue_patches(hu: np.ndarray, patch: int = 32, hu_range=SOFT_TISSUE_HU
     return cut_patches(hu, soft_tissue_corners(hu, patch, hu_range, max_patches, seed), patch)
 
 
+def patch_spectrum(patches: np.ndarray, spacing_yx) -> tuple[np.ndarray, np.ndarray]:
+    """The radial NPS of ``(N, P, P)`` patches (:func:`patch_nps`, then :func:`radial`)."""
+    return radial(patch_nps(patches, spacing_yx), spacing_yx)
+
+
 def scan_nps(hu: np.ndarray, spacing_yx, patch: int = 32, max_patches: int = 400) -> tuple | None:
     """One scan's radial NPS in its patches of uniform soft tissue (:func:`soft_tissue_patches`) ->
     ``(frequencies, NPS, patches, Nyquist)`` (cycles per mm, HU² mm²), None without a patch."""
     patches = soft_tissue_patches(hu, patch, max_patches=max_patches)
     if len(patches) == 0:
         return None
-    f, p = radial(patch_nps(patches, spacing_yx), spacing_yx)
+    f, p = patch_spectrum(patches, spacing_yx)
     return f, p, len(patches), 0.5 / max(float(s) for s in spacing_yx)
 
 
@@ -203,16 +208,25 @@ def band(f: np.ndarray, cutoff: float) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(np.pi * t)
 
 
+def amplitude(shape: tuple[int, int], spacing_yx, spectrum: GrainSpectrum, cutoff: float) -> np.ndarray:
+    """The Fourier-domain filter ``(Y, X)`` that turns unit white noise into grain whose NPS is
+    ``spectrum`` above ``cutoff`` cycles per mm (:func:`band`) and zero well below it."""
+    dy, dx = float(spacing_yx[0]), float(spacing_yx[1])
+    f = _frequencies(shape, (dy, dx))
+    return np.sqrt(spectrum.at(f) * band(f, cutoff) / (dy * dx))
+
+
+def _shaped(filt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One slice of white Gaussian noise through ``filt`` (:func:`amplitude`) -> float32, periodic."""
+    return np.fft.ifft2(np.fft.fft2(rng.standard_normal(filt.shape)) * filt).real.astype(np.float32)
+
+
 def draw(shape: tuple[int, int], spacing_yx, spectrum: GrainSpectrum, cutoff: float,
          rng: np.random.Generator) -> np.ndarray:
     """One slice of grain ``(Y, X)`` (HU, float32): white Gaussian noise shaped in the Fourier domain so
     that its NPS is ``spectrum`` above ``cutoff`` cycles per mm (:func:`band`) and zero well below it.
     Its variance is ∫ NPS(f) band(f) over the slice's frequency plane; periodic at the slice's edges."""
-    dy, dx = float(spacing_yx[0]), float(spacing_yx[1])
-    f = _frequencies(shape, (dy, dx))
-    amplitude = np.sqrt(spectrum.at(f) * band(f, cutoff) / (dy * dx))
-    white = rng.standard_normal(shape)
-    return np.fft.ifft2(np.fft.fft2(white) * amplitude).real.astype(np.float32)
+    return _shaped(amplitude(shape, spacing_yx, spectrum, cutoff), rng)
 
 
 def add_grain(hu: np.ndarray, spacing_yx, spectrum: GrainSpectrum, cutoff: float, seed: int,
@@ -221,9 +235,10 @@ def add_grain(hu: np.ndarray, spacing_yx, spectrum: GrainSpectrum, cutoff: float
     generator seeded by ``seed`` on the grain's own stream -> same dtype, clipped to ``clip`` (the CT
     range tracect writes; air's grain is cut at its floor, as a scanner's is) and rounded for integers."""
     rng = np.random.default_rng([GRAIN_STREAM, int(seed)])
+    filt = amplitude(hu.shape[1:], spacing_yx, spectrum, cutoff)  # one filter for every slice
     out = np.empty_like(hu)
     for z in range(hu.shape[0]):
-        noisy = np.clip(hu[z].astype(np.float32) + draw(hu.shape[1:], spacing_yx, spectrum, cutoff, rng), *clip)
+        noisy = np.clip(hu[z].astype(np.float32) + _shaped(filt, rng), *clip)
         out[z] = np.rint(noisy) if np.issubdtype(hu.dtype, np.integer) else noisy
     return out
 
