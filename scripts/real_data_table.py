@@ -18,11 +18,14 @@ Both generate, for every seed, from two real masks of CTs that no model saw:
 Each volume is scored by ``tracect evaluate`` against its real CT: per-tissue HU Wasserstein distances
 (the real CT's tissues), per-organ median HU errors (TotalSegmentator mask), in-plane high-frequency
 power over real. The yardstick: the same tissue distances between the held-out real CT and each other
-real CT (each in its own tissues, on its own evaluation grid). Writes ``WORK/real_data.json``,
+real CT (each in its own tissues, on its own evaluation grid); and, on the held-out case's pseudo-labels,
+a volume that paints each tissue class with its median HU over the training real CTs (what learning only
+each class's level, no texture, scores). ``--pseudo-repeat R`` lists each real case's windows R times
+per epoch (``train.pseudo_window_repeat``; its run is ``WORK/run_realR``). Writes ``WORK/real_data.json``,
 ``WORK/real_data.md`` and montages (real | phantom only | phantom + real) under ``WORK/``.
 
     PYTHONPATH=src python scripts/real_data_table.py --work real_data [--steps 4000] [--seeds 0 1 2]
-        [--vocabulary tracect-fat|tracect]
+        [--vocabulary tracect-fat|tracect] [--pseudo-repeat R]
 
 Steps whose outputs exist are reused (the training run resumes), so the command can be rerun.
 """
@@ -93,7 +96,7 @@ def build_datasets(work: Path, held_out: str, n_phantom: int) -> tuple[Path, Pat
     return phantom, real, [r["case"] for r in train]
 
 
-def train_mixed(work: Path, phantom: Path, real: Path, steps: int, vocabulary: str) -> Path:
+def train_mixed(work: Path, phantom: Path, real: Path, steps: int, vocabulary: str, pseudo_repeat: int = 1) -> Path:
     from tracect.config import load_config
     from tracect.data.prepare import PrepareConfig, prepare_dataset
     from tracect.train.trainer import Trainer, sized_for_cache
@@ -103,8 +106,9 @@ def train_mixed(work: Path, phantom: Path, real: Path, steps: int, vocabulary: s
                              progress=False)
     if result.skipped:
         raise SystemExit(f"cases skipped: {result.skipped}")
-    run = work / "run"
-    config = load_config("cpu").replace(train={"max_steps": steps, "max_minutes": None, "val_every": 100000})
+    run = work / ("run" if pseudo_repeat == 1 else f"run_real{pseudo_repeat}")
+    config = load_config("cpu").replace(train={"max_steps": steps, "max_minutes": None, "val_every": 100000,
+                                               "pseudo_window_repeat": pseudo_repeat})
     config, note = sized_for_cache(config, cache)  # tracect-fat: one class more than the preset's
     if note:
         print(note)
@@ -153,6 +157,38 @@ def generate_all(work: Path, models: dict, masks: dict, seeds) -> dict:
                     name=f"{mname}_s{seed}", generated=out, mask=Path(m["mask"]), report=m["report"],
                     reference=Path(m["reference"]), vocabulary=m["vocabulary"], seed=seed))
     return entries
+
+
+def paint_class_medians(work: Path, trained_on: list[str], mask: Path, out: Path) -> Path:
+    """The no-learning yardstick: each tissue class of ``mask`` (``tissue`` pseudo-labels) painted with
+    that class's median HU over the training real CTs (their own pseudo-labels), air elsewhere. A model
+    that had learned only each class's level, and no texture, would score about this."""
+    from tracect.io.readers import read_volume, write_volume
+    from tracect.io.volume import volume_from
+    from tracect.data.grid import replace_padding
+    from tracect.labels.pseudo import TISSUE
+
+    if out.is_file():
+        return out
+    values: dict[int, list] = {}
+    rng = np.random.default_rng(0)
+    for case in trained_on:
+        ct = real_ct_file(case)
+        hu, _ = replace_padding(read_volume(ct).canonical().array.astype(np.float32))
+        ids = read_volume(label(ct, work / "labels" / f"{case}.nii.gz")).canonical().array
+        for i in np.unique(ids[ids > 0]):
+            v = hu[ids == i]
+            values.setdefault(int(i), []).append(rng.choice(v, size=min(v.size, 200_000), replace=False))
+    medians = {i: float(np.median(np.concatenate(v))) for i, v in values.items()}
+    m = read_volume(mask).canonical()
+    ids = np.asarray(m.array).astype(np.int64)
+    painted = np.full(ids.shape, -1000.0, dtype=np.float32)
+    for i, hu in medians.items():
+        painted[ids == i] = hu
+    write_volume(volume_from("class medians", painted, m.affine, {}), out)
+    (out.parent / "class_medians.json").write_text(json.dumps({TISSUE.labels[i]: round(v, 1)
+                                                              for i, v in sorted(medians.items())}, indent=2))
+    return out
 
 
 def real_vs_real(held_out: str, others: list[str], work: Path) -> dict:
@@ -226,6 +262,8 @@ def montage(mname: str, entries: dict, out: Path, seed: int) -> Path:
 
     rows = {}
     for model, by_mask in entries.items():
+        if mname not in by_mask:
+            continue
         e = next(x for x in by_mask[mname] if x.seed == seed)
         g = case_grid(e, PrepareConfig(), get_vocabulary("tracect"))
         rows.setdefault("real CT", g.reference)
@@ -294,6 +332,9 @@ def main() -> None:
     ap.add_argument("--vocabulary", default="tracect-fat",
                     help="the phantom + real model's vocabulary: tracect-fat keeps the pseudo-labels' fat apart "
                          "from soft tissue, tracect merges both into body")
+    ap.add_argument("--pseudo-repeat", type=int, default=1,
+                    help="each real (pseudo-labelled) case's windows this many times per epoch "
+                         "(train.pseudo_window_repeat)")
     ap.add_argument("--images", default=None, help="folder for the montages (default WORK)")
     args = ap.parse_args()
     from tracect.cli.demo import shipped_weights
@@ -301,9 +342,9 @@ def main() -> None:
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     phantom, real, trained_on = build_datasets(work, args.held_out, args.n_phantom)
-    run = train_mixed(work, phantom, real, args.steps, args.vocabulary)
-    models = {"phantom only": Path(args.phantom_only) if args.phantom_only else shipped_weights(),
-              "phantom + real": run}
+    run = train_mixed(work, phantom, real, args.steps, args.vocabulary, args.pseudo_repeat)
+    mixed = "phantom + real" if args.pseudo_repeat == 1 else f"phantom + real x{args.pseudo_repeat}"
+    models = {"phantom only": Path(args.phantom_only) if args.phantom_only else shipped_weights(), mixed: run}
     ct = real_ct_file(args.held_out)
     masks = {
         f"{args.held_out} (its pseudo-labels)": {"mask": label(ct, work / "labels" / f"{args.held_out}.nii.gz"),
@@ -312,6 +353,13 @@ def main() -> None:
                                               "report": TOTALSEG_REPORT, "reference": TOTALSEG / "ct.nii.gz"},
     }
     entries = generate_all(work, models, masks, args.seeds)
+    held = next(iter(masks))  # the yardstick needs tissue classes: the held-out case's pseudo-labels only
+    painted = paint_class_medians(work, trained_on, masks[held]["mask"], work / "generated" / "class_medians.nii.gz")
+    from tracect.evaluate.entries import EvalEntry
+    entries["class medians"] = {held: [EvalEntry(name=f"{held.split(' ')[0]}_class_medians", generated=painted,
+                                                 mask=Path(masks[held]["mask"]), report=masks[held]["report"],
+                                                 reference=Path(masks[held]["reference"]), vocabulary="tissue",
+                                                 seed=s) for s in args.seeds[:1]]}
 
     from tracect.evaluate.harness import evaluate
 

@@ -157,6 +157,19 @@ def test_prepare_mixes_a_labelled_and_an_unlabelled_dataset_in_one_cache(tmp_pat
     assert not names["real"] & {"liver", "spleen", "kidney"} and "lung" in names["real"]  # HU classes only
     manifest = _json.loads((out / "manifest.json").read_text())
     assert [d["cases"] for d in manifest["datasets"]] == [["ts"], ["real"]]
+    # train.pseudo_window_repeat: the pseudo-labelled case's windows listed that many times, after all
+    # windows once and in order; the labelled case's windows once
+    from tracect.data.windows import FrameWindows
+
+    once = FrameWindows(cache, k=2, split=None)
+    thrice = FrameWindows(cache, k=2, split=None, pseudo_repeat=3)
+    real_id = cache.index_of("real")
+    n_real = int((once.index[:, 0] == real_id).sum())
+    assert n_real > 0 and list(thrice.pseudo_cases()) == [real_id]
+    assert len(thrice) == len(once) + 2 * n_real and np.array_equal(thrice.index[:len(once)], once.index)
+    assert set(thrice.index[len(once):, 0].tolist()) == {real_id}
+    with pytest.raises(ValueError, match="pseudo_repeat"):
+        FrameWindows(cache, k=2, split=None, pseudo_repeat=0)
     # the same id in two datasets: refused, nothing prepared
     (bare / "images" / "ts.nii.gz").symlink_to(real_dir / "ct.nii.gz")
     assert main(["prepare", str(labelled), str(bare), "--out", str(tmp_path / "d"), "--size", "32",

@@ -154,6 +154,9 @@ class TrainConfig:
     # windows that show a lesion appear this many times per epoch (a lesion covers a few per cent of
     # the windows and a fraction of a per cent of the pixels; measured, not in a preset: docs/model.md)
     lesion_window_repeat: int = 1
+    # windows of pseudo-labelled cases (real CT labelled from HU by prepare --pseudo-labels) appear this
+    # many times per epoch: a few real scans beside many phantom cases (the cpu-real preset)
+    pseudo_window_repeat: int = 1
     lesion_loss_weight: float = 1.0  # the diffusion loss of a pixel inside a (not dropped) lesion map, x this
     # weight of the squared error of each labelled region's mean density (lesions regions of their own),
     # every region counted once whatever its area (tracect.train.losses.region_loss); pixel models only
@@ -168,7 +171,8 @@ class TrainConfig:
     def __post_init__(self):
         o = "train"
         for name in ("batch_size", "grad_accum", "max_steps", "checkpoint_every", "val_every", "log_every",
-                     "keep_checkpoints", "lesion_window_repeat"):
+                     "keep_checkpoints", "lesion_window_repeat",
+                     "pseudo_window_repeat"):
             _check(getattr(self, name) >= 1, o, name, "must be >= 1")
         for name in ("p_drop_report", "p_drop_mask", "p_drop_geometry", "p_known", "p_known_jitter",
                      "flow_loss_max_t"):

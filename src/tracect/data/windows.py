@@ -38,13 +38,16 @@ class FrameWindows(Dataset):
 
     ``lesion_repeat`` > 1 lists each window that shows a lesion (any non-zero code in its lesion map)
     that many times, after all windows in order, so that a sampler's epoch meets it that often.
+    ``pseudo_repeat`` > 1 does the same for every window of a pseudo-labelled case (real CT labelled from
+    its HU by ``prepare --pseudo-labels``), so that a few real scans beside many phantoms weigh more.
     """
 
     def __init__(self, cache: str | Path | PreparedCache, k: int = 2, split: str | None = "train",
-                 stride: int = 1, latent_labels: int | None = None, lesion_repeat: int = 1):
-        if k < 1 or stride < 1 or lesion_repeat < 1:
-            raise ValueError(f"k, stride and lesion_repeat must be >= 1 (got k={k}, stride={stride}, "
-                             f"lesion_repeat={lesion_repeat})")
+                 stride: int = 1, latent_labels: int | None = None, lesion_repeat: int = 1,
+                 pseudo_repeat: int = 1):
+        if k < 1 or stride < 1 or lesion_repeat < 1 or pseudo_repeat < 1:
+            raise ValueError(f"k, stride, lesion_repeat and pseudo_repeat must be >= 1 (got k={k}, stride={stride}, "
+                             f"lesion_repeat={lesion_repeat}, pseudo_repeat={pseudo_repeat})")
         self.cache = cache if isinstance(cache, PreparedCache) else PreparedCache(cache, split)
         self.k = k
         self.latent_labels, self.factor = latent_labels, 1
@@ -64,6 +67,15 @@ class FrameWindows(Dataset):
         if lesion_repeat > 1:
             extra = self.lesion_windows()
             self.index = np.concatenate([self.index, np.tile(extra, (lesion_repeat - 1, 1))])
+        if pseudo_repeat > 1:
+            once = self.index[:self._n_once]
+            extra = once[np.isin(once[:, 0], self.pseudo_cases())]
+            self.index = np.concatenate([self.index, np.tile(extra, (pseudo_repeat - 1, 1))])
+
+    def pseudo_cases(self) -> np.ndarray:
+        """Indices of the cases whose mask is a pseudo-label (``meta["labels"]["kind"] == "pseudo"``)."""
+        return np.asarray([ci for ci, m in enumerate(self.cache.cases)
+                           if (m.get("labels") or {}).get("kind") == "pseudo"], dtype=np.int64)
 
     def lesion_windows(self) -> np.ndarray:
         """``(M, 2)`` case and first slice of each window that shows a lesion, in order; read from the

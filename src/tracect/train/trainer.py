@@ -131,7 +131,7 @@ class Trainer:
         split = "train" if any(m["split"] == "train" for m in self.cache.cases) else None
         latent_labels = mc.num_classes + 1 if self.latent else None
         self.windows = FrameWindows(self.cache.root, k=mc.frames, split=split, latent_labels=latent_labels,
-                                    lesion_repeat=tc.lesion_window_repeat)
+                                    lesion_repeat=tc.lesion_window_repeat, pseudo_repeat=tc.pseudo_window_repeat)
         has_val = any(m["split"] == "val" and m["n_slices"] >= mc.frames for m in self.cache.cases)
         self.val_windows = FrameWindows(self.cache.root, k=mc.frames, split="val" if has_val else split,
                                         latent_labels=latent_labels)
@@ -208,6 +208,7 @@ class Trainer:
         """What generation needs to know about the training data: grid and intensity conventions."""
         return {"cache": str(self.cache.root.resolve()), "windows": len(self.windows), "latent": self.latent,
                 "lesion_windows": self.windows.n_lesion_windows,  # each listed lesion_window_repeat times in "windows"
+                "pseudo_labelled_cases": [self.windows.cache.cases[i]["case"] for i in self.windows.pseudo_cases()],
                 "cases": [m["case"] for m in self.windows.cache.cases],  # the cases trained on
                 "tracect_version": __version__, "torch_version": torch.__version__,
                 "prepare": self.cache.config.to_json(), "vocabulary": self.cache.vocabulary.to_json(),
