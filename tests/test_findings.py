@@ -426,3 +426,16 @@ def test_the_cpu_report_preset_is_the_cpu_recipe_with_per_label_findings():
     model = build_model(report)
     assert model.label_findings.shape == (report.model.num_classes + 1, FINDINGS_DIM, 16)
     assert not model.label_findings.any()
+
+
+def test_the_cpu_real_preset_is_the_recipe_the_real_data_table_measured():
+    """`cpu-real` is what scripts/real_data_table.py --pseudo-repeat 4 trained (the `cpu` network and
+    schedule, 4,000 steps, real windows x4), sampled with guidance 1."""
+    from dataclasses import replace
+
+    from tracect.config import load_config
+
+    cpu, real = load_config("cpu"), load_config("cpu-real")
+    assert real.model == cpu.model and real.train.pseudo_window_repeat == 4 and real.train.max_steps == 4000
+    assert real.diffusion.guidance == 1.0 and replace(real.diffusion, guidance=cpu.diffusion.guidance) == cpu.diffusion
+    assert replace(real.train, pseudo_window_repeat=1, max_steps=cpu.train.max_steps) == cpu.train

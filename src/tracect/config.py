@@ -224,7 +224,7 @@ class RunConfig:
         return out
 
 
-PRESETS = ("tiny", "tiny-slice", "tiny-3d", "tiny-latent", "cpu", "cpu-report", "cpu-k4", "cpu-slice", "cpu-3d", "cpu-latent", "gpu",
+PRESETS = ("tiny", "tiny-slice", "tiny-3d", "tiny-latent", "cpu", "cpu-report", "cpu-real", "cpu-k4", "cpu-slice", "cpu-3d", "cpu-latent", "gpu",
            "gpu-latent")
 
 
