@@ -248,14 +248,36 @@ def summarise(metrics: dict) -> dict:
     }
 
 
-def montage(mname: str, entries: dict, out: Path, seed: int) -> Path:
-    """Axial slices and a coronal reformat: the real CT | phantom only | phantom + real, on the evaluation
-    grid of the seed-``seed`` volumes."""
+def plot_montage(rows: dict, title: str, out: Path) -> Path:
+    """Four axial slices and a coronal reformat of each volume of ``rows`` (name -> HU ``(Z, Y, X)``, one
+    grid), a row each, window -1000..1000 HU."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    Z = next(iter(rows.values())).shape[0]
+    zs = np.linspace(0.15, 0.85, 4) * (Z - 1)
+    fig, axes = plt.subplots(len(rows), 5, figsize=(12.5, 2.6 * len(rows)))
+    for r, (name, vol) in enumerate(rows.items()):
+        for k, z in enumerate(zs):
+            axes[r, k].imshow(vol[int(round(z))], cmap="gray", vmin=-1000, vmax=1000)
+            axes[r, k].set_title(f"{name}, axial {int(round(z))}", fontsize=8)
+        axes[r, 4].imshow(vol[:, vol.shape[1] // 2, :], cmap="gray", vmin=-1000, vmax=1000, aspect="auto")
+        axes[r, 4].set_title(f"{name}, coronal", fontsize=8)
+    for a in axes.ravel():
+        a.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def montage(mname: str, entries: dict, out: Path, seed: int) -> Path:
+    """Axial slices and a coronal reformat: the real CT | phantom only | phantom + real, on the evaluation
+    grid of the seed-``seed`` volumes."""
     from tracect.data.grid import PrepareConfig
     from tracect.evaluate.harness import case_grid
     from tracect.labels.vocabulary import get_vocabulary
@@ -268,23 +290,7 @@ def montage(mname: str, entries: dict, out: Path, seed: int) -> Path:
         g = case_grid(e, PrepareConfig(), get_vocabulary("tracect"))
         rows.setdefault("real CT", g.reference)
         rows[model] = g.generated
-    Z = next(iter(rows.values())).shape[0]
-    zs = np.linspace(0.15, 0.85, 4) * (Z - 1)
-    fig, axes = plt.subplots(len(rows), 5, figsize=(12.5, 2.6 * len(rows)))
-    for r, (name, vol) in enumerate(rows.items()):
-        for k, z in enumerate(zs):
-            axes[r, k].imshow(vol[int(round(z))], cmap="gray", vmin=-1000, vmax=1000)
-            axes[r, k].set_title(f"{name}, axial {int(round(z))}", fontsize=8)
-        axes[r, 4].imshow(vol[:, vol.shape[1] // 2, :], cmap="gray", vmin=-1000, vmax=1000, aspect="auto")
-        axes[r, 4].set_title(f"{name}, coronal", fontsize=8)
-    for a in axes.ravel():
-        a.axis("off")
-    fig.suptitle(f"{mname}: seed {seed}, window -1000..1000 HU, on the 64² evaluation grid", fontsize=9)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return plot_montage(rows, f"{mname}: seed {seed}, window -1000..1000 HU, on the 64² evaluation grid", out)
 
 
 def fmt(xs) -> str:

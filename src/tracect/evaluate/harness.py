@@ -152,7 +152,7 @@ def _fine_texture(entry: EvalEntry) -> tuple[float | None, str | None]:
 
     ref = read_volume(entry.reference).canonical()
     lo, hi = realism.FINE_BAND
-    if 0.5 / max(ref.spacing[1:]) < hi:  # too coarse: skip reading the generated CT
+    if not realism.resolves(ref.spacing[1:]):  # too coarse: skip reading the generated CT
         return None, (f"fine_texture_ratio: the mask's grid ({max(ref.spacing[1:]):.2f} mm in-plane) cannot "
                       f"resolve {lo}-{hi} cycles/mm")
     gen = read_volume(entry.generated).canonical()

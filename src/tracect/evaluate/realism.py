@@ -115,6 +115,12 @@ def band_power(freq: np.ndarray, nps: np.ndarray, lo: float, hi: float) -> float
     return float(np.trapezoid(np.interp(grid, freq, nps) * 2 * np.pi * grid, grid))
 
 
+def resolves(spacing_yx, band=FINE_BAND) -> bool:
+    """Whether a grid of in-plane ``spacing_yx`` mm holds ``band`` (its Nyquist frequency reaches the
+    band's top)."""
+    return 0.5 / max(float(s) for s in spacing_yx) >= band[1]
+
+
 def fine_texture_ratio(generated: np.ndarray, reference: np.ndarray, spacing_yx, band=FINE_BAND,
                        min_patches: int = MIN_PATCHES) -> float | None:
     """Power in ``band`` (cycles per mm) of the noise power spectrum of ``generated`` over ``reference``
@@ -123,7 +129,7 @@ def fine_texture_ratio(generated: np.ndarray, reference: np.ndarray, spacing_yx,
     band's top: a 3 mm grid) or with fewer than ``min_patches`` patches."""
     from tracect.generate.grain import cut_patches, patch_spectrum, soft_tissue_corners
 
-    if 0.5 / max(float(s) for s in spacing_yx) < band[1]:
+    if not resolves(spacing_yx, band):
         return None
     corners = soft_tissue_corners(np.asarray(reference))
     if len(corners) < min_patches:
