@@ -356,18 +356,51 @@ def test_exported_weights_generate_as_the_run(tiny_run, gen, real_mask, tmp_path
 
 
 @pytest.mark.parametrize("pixel_mm", [0.7, 3.0])
-def test_body_envelope_grows_the_organs_hull_by_millimetres(pixel_mm):
-    """The estimated body is each slice's organ hull grown by the same margin in mm at any pixel size."""
-    from tracect.data.body import ENVELOPE_MARGIN_MM, envelope_from_organs
+def test_body_envelope_grows_the_organs_hull_by_the_measured_layers_in_millimetres(pixel_mm):
+    """The estimated body is each slice's organ hull grown, in each direction, by the body wall and the
+    subcutaneous layer in mm (thicker in front than at the back), at any pixel size."""
+    from tracect.data.body import SUBCUTANEOUS_MM, WALL_MM, envelope_from_organs
 
-    n = int(round(200 / pixel_mm))
+    n = int(round(240 / pixel_mm))
     yy, xx = np.mgrid[:n, :n] * pixel_mm
-    organ = (yy - 100) ** 2 + (xx - 100) ** 2 <= 40**2  # a disk of radius 40 mm
+    organ = (yy - 120) ** 2 + (xx - 120) ** 2 <= 40**2  # a disk of radius 40 mm
     labels = np.stack([organ, np.zeros_like(organ), organ])  # the empty slice takes its neighbour's
-    env = envelope_from_organs(labels, (5.0, pixel_mm, pixel_mm))
-    radius = np.sqrt(env[1].sum() * pixel_mm**2 / np.pi)
-    assert abs(radius - (40 + ENVELOPE_MARGIN_MM)) < 1.5 * pixel_mm, radius
-    assert np.array_equal(env[0], env[1]) and np.array_equal(env[1], env[2])
+    spacing = (5.0, pixel_mm, pixel_mm)
+    c = int(round(120 / pixel_mm))
+
+    def reach_mm(env, step):  # how far the envelope reaches from the centre along a column or row
+        line = env[c:, c] if step == "posterior" else env[c::-1, c] if step == "anterior" else env[c, c:]
+        return np.flatnonzero(line)[-1] * pixel_mm
+
+    for wall_labelled, total in ((False, np.add(SUBCUTANEOUS_MM, WALL_MM)), (True, np.asarray(SUBCUTANEOUS_MM))):
+        env = envelope_from_organs(labels, spacing, wall_labelled=wall_labelled)
+        # canonical rows run anterior -> posterior; directions 0 (anterior), 90 (side), 180 (posterior)
+        for direction, expected in (("anterior", total[0]), ("side", total[4]), ("posterior", total[-1])):
+            assert abs(reach_mm(env[1], direction) - (40 + expected)) < 1.5 * pixel_mm, (direction, wall_labelled)
+        assert np.array_equal(env[0], env[1]) and np.array_equal(env[1], env[2])
+    assert not envelope_from_organs(np.zeros_like(labels), spacing).any()
+
+
+def test_the_margin_profile_measures_how_far_a_body_reaches_beyond_a_hull_per_direction():
+    """What ``scripts/body_estimate_check.py`` measures SUBCUTANEOUS_MM and WALL_MM with: a body that
+    reaches 12 mm beyond an inner disk in front and 4 mm behind reads 12 and 4 at 0 and 180 degrees."""
+    from tracect.data.body import PROFILE_DEG, envelope_with_margin, surface_margin_profile
+
+    pixel_mm = 0.5
+    n = 400
+    yy, xx = np.mgrid[:n, :n] * pixel_mm
+    inside = (yy - 100) ** 2 + (xx - 100) ** 2 <= 40**2
+    # an ellipse 8 mm taller than the disk on each side, its centre 4 mm anterior: front 12, back 4 mm
+    body = ((yy - 96) / 48) ** 2 + ((xx - 100) / 44) ** 2 <= 1
+    prof = surface_margin_profile(inside[None], body[None], (3.0, pixel_mm, pixel_mm))
+    assert prof.shape == (len(PROFILE_DEG),)
+    assert abs(prof[0] - 12) < 1.0 and abs(prof[-1] - 4) < 1.0 and abs(prof[4] - 4) < 1.0, prof
+    assert np.all(prof[:3] > prof[5:].max() + 2), prof  # front and back not swapped
+    # and growing the disk by that profile gives back the body
+    est = envelope_with_margin(inside[None], (3.0, pixel_mm, pixel_mm), prof)[0]
+    assert 2 * (est & body).sum() / (est.sum() + body.sum()) > 0.99
+    with pytest.raises(ValueError, match="one value per direction"):
+        envelope_with_margin(inside[None], (3.0, pixel_mm, pixel_mm), [10.0])
 
 
 def test_a_given_body_replaces_the_estimate(gen, real_mask, tmp_path, capsys):

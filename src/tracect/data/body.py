@@ -5,11 +5,23 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-# How far the body reaches beyond the hull of a TotalSegmentator ``total`` mask's labels (the chest and
-# abdominal wall, subcutaneous fat and skin, which that task does not label). Chosen on the one real
-# organ mask at hand, so its Dice there is not an out-of-sample figure (docs/data.md, "A body for a
-# mask that has none"); masks that label the wall's muscles need less.
-ENVELOPE_MARGIN_MM = 20.0
+# Directions around an axial slice's centre, in degrees from anterior (0) through either side (90) to
+# posterior (180); left and right alike. The envelope's margin is interpolated between these.
+PROFILE_DEG = (0.0, 22.5, 45.0, 67.5, 90.0, 112.5, 135.0, 157.5, 180.0)
+
+# The subcutaneous layer (fat and skin) per direction, in mm: for each real CT in
+# ../shared/data/real-ct, the distance from the hull of everything inside that layer to the body's
+# surface (``tracect label``'s pseudo-labels), pooled over its slices, median per direction; then the
+# median over the six CTs. Thicker in front and at the sides, a few mm at the back, where a supine
+# patient lies on the table. Measured by ``scripts/body_estimate_check.py``.
+SUBCUTANEOUS_MM = (5.1, 7.7, 11.7, 11.9, 6.8, 5.5, 2.9, 2.4, 1.5)
+
+# The body wall a TotalSegmentator ``total`` mask leaves out (the wall's unlabelled muscles and the fat
+# between them and the organs), per direction, in mm: how much further the body reaches beyond the hull
+# of the example's ``total`` labels than beyond the hull of everything inside its subcutaneous layer.
+# Measured on the one real ``total`` mask at hand (../shared/data/totalseg-example), so its body Dice
+# there is not an out-of-sample figure; same script.
+WALL_MM = (6.0, 10.7, 8.6, 6.5, 6.0, 9.3, 14.9, 15.0, 12.0)
 
 
 def body_from_ct(hu: np.ndarray, threshold: float = -500.0) -> np.ndarray:
@@ -28,36 +40,97 @@ def body_from_ct(hu: np.ndarray, threshold: float = -500.0) -> np.ndarray:
     return np.stack([ndimage.binary_fill_holes(s) for s in body])
 
 
+def slice_hull_distance_mm(labelled: np.ndarray, spacing_yx) -> np.ndarray:
+    """One axial slice: the distance in mm from each pixel to the convex hull of its labelled pixels
+    (0 inside it) -> float32 ``(Y, X)``; ``inf`` everywhere for a slice without labels."""
+    import cv2
+
+    ys, xs = np.nonzero(labelled)
+    if len(ys) == 0:
+        return np.full(labelled.shape, np.inf, np.float32)
+    hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.int32))
+    img = np.zeros(labelled.shape, np.uint8)
+    cv2.fillConvexPoly(img, hull, 1)
+    return ndimage.distance_transform_edt(img == 0, sampling=(float(spacing_yx[0]), float(spacing_yx[1]))
+                                          ).astype(np.float32)
+
+
+def slice_direction_deg(labelled: np.ndarray, spacing_yx) -> np.ndarray:
+    """One axial slice ``(Y, X)`` in canonical layout (rows run anterior to posterior): each pixel's
+    direction from the centroid of the labelled pixels, in degrees from anterior (0) to posterior (180),
+    left and right alike -> float32 ``(Y, X)``."""
+    cy, cx = ndimage.center_of_mass(labelled)
+    yy, xx = np.mgrid[:labelled.shape[0], :labelled.shape[1]]
+    dy = (yy - cy) * float(spacing_yx[0])  # + = posterior
+    dx = np.abs(xx - cx) * float(spacing_yx[1])
+    return np.degrees(np.arctan2(dx, -dy)).astype(np.float32)
+
+
+def _nearest_labelled(values: list, filled: list[int], n: int) -> list:
+    """Slices without labels take the nearest labelled slice's ``values``."""
+    idx = np.array(filled)
+    nearest = idx[np.abs(np.arange(n)[:, None] - idx[None]).argmin(1)]
+    return [values[z] for z in nearest]
+
+
 def hull_distance_mm(labels: np.ndarray, spacing) -> np.ndarray:
     """Per axial slice, the distance in mm from each pixel to the convex hull of the slice's labelled
     pixels (0 inside it) -> float32 ``(Z, Y, X)``. Slices without any label take the nearest labelled
     slice's distances; a mask with no label at all gives ``inf`` everywhere."""
-    import cv2
-
-    out = np.full(labels.shape, np.inf, np.float32)
-    filled = []
-    for z in range(labels.shape[0]):
-        ys, xs = np.nonzero(labels[z])
-        if len(ys) == 0:
-            continue
-        hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.int32))
-        img = np.zeros(labels.shape[1:], np.uint8)
-        cv2.fillConvexPoly(img, hull, 1)
-        out[z] = ndimage.distance_transform_edt(img == 0, sampling=(float(spacing[1]), float(spacing[2])))
-        filled.append(z)
-    if filled and len(filled) < labels.shape[0]:
-        nearest = np.array(filled)[np.abs(np.arange(labels.shape[0])[:, None] - np.array(filled)[None]).argmin(1)]
-        out = out[nearest]
-    return out
+    filled = [z for z in range(labels.shape[0]) if np.any(labels[z])]
+    if not filled:
+        return np.full(labels.shape, np.inf, np.float32)
+    per = {z: slice_hull_distance_mm(labels[z], spacing[1:]) for z in filled}
+    return np.stack(_nearest_labelled(per, filled, labels.shape[0]))
 
 
-def envelope_from_organs(labels: np.ndarray, spacing, margin_mm: float = ENVELOPE_MARGIN_MM) -> np.ndarray:
+def envelope_from_organs(labels: np.ndarray, spacing, wall_labelled: bool = False) -> np.ndarray:
     """A body envelope for a mask that has organs but no body label -> bool ``(Z, Y, X)``.
 
-    Per slice: the convex hull of all labelled pixels grown by ``margin_mm`` in the plane (the
-    abdominal wall, subcutaneous fat and skin lie outside the organs a segmenter labels). The default
-    margin and how well it matches real bodies: ``scripts/body_estimate_check.py``, docs/data.md."""
-    return hull_distance_mm(labels, spacing) <= margin_mm
+    Per axial slice: the convex hull of all labelled pixels grown, in each direction from the slice's
+    centre, by the measured subcutaneous layer (:data:`SUBCUTANEOUS_MM`) and, unless the mask labels the
+    body wall's muscles (``wall_labelled``), by the wall a TotalSegmentator ``total`` mask leaves out
+    (:data:`WALL_MM`). Slices without labels take the nearest labelled slice's envelope. How well it
+    matches real bodies: ``scripts/body_estimate_check.py``, docs/data.md."""
+    margin = np.asarray(SUBCUTANEOUS_MM) + (0.0 if wall_labelled else np.asarray(WALL_MM))
+    return envelope_with_margin(labels, spacing, margin)
+
+
+def envelope_with_margin(labels: np.ndarray, spacing, margin_mm) -> np.ndarray:
+    """:func:`envelope_from_organs` with the margin given per direction of :data:`PROFILE_DEG` (mm, a
+    sequence of that length) -> bool ``(Z, Y, X)``."""
+    margin_mm = np.asarray(margin_mm, np.float64)
+    if margin_mm.shape != (len(PROFILE_DEG),):
+        raise ValueError(f"margin_mm needs one value per direction of PROFILE_DEG ({len(PROFILE_DEG)})")
+    filled = [z for z in range(labels.shape[0]) if np.any(labels[z])]
+    if not filled:
+        return np.zeros(labels.shape, bool)
+    per = {}
+    for z in filled:
+        grow = np.interp(slice_direction_deg(labels[z], spacing[1:]), PROFILE_DEG, margin_mm)
+        per[z] = slice_hull_distance_mm(labels[z], spacing[1:]) <= grow
+    return np.stack(_nearest_labelled(per, filled, labels.shape[0]))
+
+
+def surface_margin_profile(inside: np.ndarray, body: np.ndarray, spacing) -> np.ndarray:
+    """How far a body reaches beyond the hull of ``inside``, per direction: over the body's surface
+    pixels (slices where both are present), the median distance to each slice's hull of ``inside``,
+    binned to the nearest direction of :data:`PROFILE_DEG` -> float64 ``(len(PROFILE_DEG),)`` in mm
+    (``nan`` for a direction with no surface pixel). Both ``(Z, Y, X)`` bool in canonical layout."""
+    dist, deg = [], []
+    for z in range(inside.shape[0]):
+        if not (np.any(inside[z]) and np.any(body[z])):
+            continue
+        edge = body[z] & ~ndimage.binary_erosion(body[z])
+        dist.append(slice_hull_distance_mm(inside[z], spacing[1:])[edge])
+        deg.append(slice_direction_deg(inside[z], spacing[1:])[edge])
+    if not dist:
+        return np.full(len(PROFILE_DEG), np.nan)
+    dist, deg = np.concatenate(dist), np.concatenate(deg)
+    step = PROFILE_DEG[1] - PROFILE_DEG[0]
+    bins = np.clip(np.rint(deg / step).astype(int), 0, len(PROFILE_DEG) - 1)
+    return np.array([np.median(dist[bins == b]) if np.any(bins == b) else np.nan
+                     for b in range(len(PROFILE_DEG))])
 
 
 def bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

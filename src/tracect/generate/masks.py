@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tracect.data.body import ENVELOPE_MARGIN_MM, envelope_from_organs
+from tracect.data.body import envelope_from_organs
 from tracect.io.volume import Volume
 from tracect.labels.vocabulary import Vocabulary, build_remap
 
@@ -91,7 +91,8 @@ def prepare_mask(mask: Volume, source_vocab: Vocabulary, model_vocab: Vocabulary
             env = envelope_from_organs(labels > 0, canon.spacing)
             labels[(labels == 0) & env] = body_id
             notes.append("the mask has no body label: a body envelope was estimated (each slice's organ "
-                         f"hull grown by {ENVELOPE_MARGIN_MM:g} mm; --body FILE gives one instead)")
+                         "hull grown by the body wall and subcutaneous layer measured on real CTs; --body "
+                         "FILE gives one instead)")
     present = sorted({model_vocab.labels[int(i)] for i in np.unique(labels) if i})
     notes.append(f"labels used: {', '.join(present)}")
     return GenerationMask(mask, Volume(labels.astype(np.uint8), canon.affine, dict(mask.meta)), notes)
