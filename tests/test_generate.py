@@ -356,10 +356,10 @@ def test_exported_weights_generate_as_the_run(tiny_run, gen, real_mask, tmp_path
 
 
 @pytest.mark.parametrize("pixel_mm", [0.7, 3.0])
-def test_body_envelope_grows_the_organs_hull_by_the_measured_layers_in_millimetres(pixel_mm):
-    """The estimated body is each slice's organ hull grown, in each direction, by the body wall and the
-    subcutaneous layer in mm (thicker in front than at the back), at any pixel size."""
-    from tracect.data.body import SUBCUTANEOUS_MM, WALL_MM, envelope_from_organs
+def test_body_envelope_grows_the_organs_hull_by_the_measured_margins_in_millimetres(pixel_mm):
+    """The estimated body is each slice's organ hull grown, in each direction, by the measured margin
+    in mm (a `total` mask's, or the subcutaneous layer alone), at any pixel size."""
+    from tracect.data.body import SUBCUTANEOUS_MM, TOTAL_MASK_MM, envelope_from_organs
 
     n = int(round(240 / pixel_mm))
     yy, xx = np.mgrid[:n, :n] * pixel_mm
@@ -372,7 +372,7 @@ def test_body_envelope_grows_the_organs_hull_by_the_measured_layers_in_millimetr
         line = env[c:, c] if step == "posterior" else env[c::-1, c] if step == "anterior" else env[c, c:]
         return np.flatnonzero(line)[-1] * pixel_mm
 
-    for wall_labelled, total in ((False, np.add(SUBCUTANEOUS_MM, WALL_MM)), (True, np.asarray(SUBCUTANEOUS_MM))):
+    for wall_labelled, total in ((False, np.asarray(TOTAL_MASK_MM)), (True, np.asarray(SUBCUTANEOUS_MM))):
         env = envelope_from_organs(labels, spacing, wall_labelled=wall_labelled)
         # canonical rows run anterior -> posterior; directions 0 (anterior), 90 (side), 180 (posterior)
         for direction, expected in (("anterior", total[0]), ("side", total[4]), ("posterior", total[-1])):
@@ -382,7 +382,7 @@ def test_body_envelope_grows_the_organs_hull_by_the_measured_layers_in_millimetr
 
 
 def test_the_margin_profile_measures_how_far_a_body_reaches_beyond_a_hull_per_direction():
-    """What ``scripts/body_estimate_check.py`` measures SUBCUTANEOUS_MM and WALL_MM with: a body that
+    """What ``scripts/body_estimate_check.py`` measures SUBCUTANEOUS_MM and TOTAL_MASK_MM with: a body that
     reaches 12 mm beyond an inner disk in front and 4 mm behind reads 12 and 4 at 0 and 180 degrees."""
     from tracect.data.body import PROFILE_DEG, envelope_with_margin, surface_margin_profile
 

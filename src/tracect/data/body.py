@@ -16,12 +16,13 @@ PROFILE_DEG = (0.0, 22.5, 45.0, 67.5, 90.0, 112.5, 135.0, 157.5, 180.0)
 # patient lies on the table. Measured by ``scripts/body_estimate_check.py``.
 SUBCUTANEOUS_MM = (5.1, 7.7, 11.7, 11.9, 6.8, 5.5, 2.9, 2.4, 1.5)
 
-# The body wall a TotalSegmentator ``total`` mask leaves out (the wall's unlabelled muscles and the fat
-# between them and the organs), per direction, in mm: how much further the body reaches beyond the hull
-# of the example's ``total`` labels than beyond the hull of everything inside its subcutaneous layer.
-# Measured on the one real ``total`` mask at hand (../shared/data/totalseg-example), so its body Dice
-# there is not an out-of-sample figure; same script.
-WALL_MM = (6.0, 10.7, 8.6, 6.5, 6.0, 9.3, 14.9, 15.0, 12.0)
+# How far the body reaches beyond the hull of a TotalSegmentator ``total`` mask's labels, per direction,
+# in mm: the wall's unlabelled muscles, the fat between them and the organs, and the subcutaneous layer,
+# measured the same way on the one real ``total`` mask at hand (../shared/data/totalseg-example), so
+# its body Dice there is not an out-of-sample figure (neither was the 20 mm all round used before).
+# Same script. A margin too small costs more than one too large: a phantom-trained model draws organs
+# that touch the body's edge as lung or air (docs/data.md).
+TOTAL_MASK_MM = (24.0, 26.8, 21.0, 15.0, 18.0, 21.6, 23.4, 18.0, 15.0)
 
 
 def body_from_ct(hu: np.ndarray, threshold: float = -500.0) -> np.ndarray:
@@ -88,12 +89,11 @@ def envelope_from_organs(labels: np.ndarray, spacing, wall_labelled: bool = Fals
     """A body envelope for a mask that has organs but no body label -> bool ``(Z, Y, X)``.
 
     Per axial slice: the convex hull of all labelled pixels grown, in each direction from the slice's
-    centre, by the measured subcutaneous layer (:data:`SUBCUTANEOUS_MM`) and, unless the mask labels the
-    body wall's muscles (``wall_labelled``), by the wall a TotalSegmentator ``total`` mask leaves out
-    (:data:`WALL_MM`). Slices without labels take the nearest labelled slice's envelope. How well it
-    matches real bodies: ``scripts/body_estimate_check.py``, docs/data.md."""
-    margin = np.asarray(SUBCUTANEOUS_MM) + (0.0 if wall_labelled else np.asarray(WALL_MM))
-    return envelope_with_margin(labels, spacing, margin)
+    centre, by the margin measured for a TotalSegmentator ``total`` mask (:data:`TOTAL_MASK_MM`), or,
+    for a mask whose labels reach the body wall's muscles (``wall_labelled``), by the subcutaneous layer
+    alone (:data:`SUBCUTANEOUS_MM`). Slices without labels take the nearest labelled slice's envelope.
+    How well it matches real bodies: ``scripts/body_estimate_check.py``, docs/data.md."""
+    return envelope_with_margin(labels, spacing, SUBCUTANEOUS_MM if wall_labelled else TOTAL_MASK_MM)
 
 
 def envelope_with_margin(labels: np.ndarray, spacing, margin_mm) -> np.ndarray:

@@ -91,8 +91,8 @@ def prepare_mask(mask: Volume, source_vocab: Vocabulary, model_vocab: Vocabulary
             env = envelope_from_organs(labels > 0, canon.spacing)
             labels[(labels == 0) & env] = body_id
             notes.append("the mask has no body label: a body envelope was estimated (each slice's organ "
-                         "hull grown by the body wall and subcutaneous layer measured on real CTs; --body "
-                         "FILE gives one instead)")
+                         "hull grown by the margin measured around a real `total` mask; --body FILE gives "
+                         "one instead)")
     present = sorted({model_vocab.labels[int(i)] for i in np.unique(labels) if i})
     notes.append(f"labels used: {', '.join(present)}")
     return GenerationMask(mask, Volume(labels.astype(np.uint8), canon.affine, dict(mask.meta)), notes)
