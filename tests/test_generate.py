@@ -372,10 +372,10 @@ def test_body_envelope_grows_the_organs_hull_by_the_measured_margins_in_millimet
         line = env[c:, c] if step == "posterior" else env[c::-1, c] if step == "anterior" else env[c, c:]
         return np.flatnonzero(line)[-1] * pixel_mm
 
-    for wall_labelled, total in ((False, np.asarray(TOTAL_MASK_MM)), (True, np.asarray(SUBCUTANEOUS_MM))):
+    for wall_labelled, margin in ((False, np.asarray(TOTAL_MASK_MM)), (True, np.asarray(SUBCUTANEOUS_MM))):
         env = envelope_from_organs(labels, spacing, wall_labelled=wall_labelled)
         # canonical rows run anterior -> posterior; directions 0 (anterior), 90 (side), 180 (posterior)
-        for direction, expected in (("anterior", total[0]), ("side", total[4]), ("posterior", total[-1])):
+        for direction, expected in (("anterior", margin[0]), ("side", margin[4]), ("posterior", margin[-1])):
             assert abs(reach_mm(env[1], direction) - (40 + expected)) < 1.5 * pixel_mm, (direction, wall_labelled)
         assert np.array_equal(env[0], env[1]) and np.array_equal(env[1], env[2])
     assert not envelope_from_organs(np.zeros_like(labels), spacing).any()
