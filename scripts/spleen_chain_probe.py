@@ -3,7 +3,8 @@
 Generates from the `total` mask of the example in ../shared/data/totalseg-example (its non-contrast
 report) three ways, each with seeds 0 and 1: the sequential chain top down (the default), parallel mode
 (no chain: every window denoised together), and the chain bottom up (the mask's slices reversed, the
-result reversed back; the model then also sees the anatomy upside down, so read it as a probe). Prints
+result reversed back; the model then also sees the anatomy upside down, so read it as a probe), and the
+chain with the spleen's voxels labelled liver (the place without the spleen's label). Prints
 each organ's median HU on the mask's grid beside the real CT's.
 
     PYTHONPATH=src python scripts/spleen_chain_probe.py [CHECKPOINT] [--threads 1]
@@ -43,9 +44,13 @@ def main() -> None:
     ids = np.asarray(mask.array)
     out = {"real": {o: float(np.median(real[ids == voc.id_of(o)])) for o in ORGANS}}
     reversed_mask = volume_from("reversed", ids[::-1].copy(), mask.affine, {})
+    # the spleen's voxels given the liver's label: is it the place or the label the model draws as air?
+    as_liver = volume_from("spleen as liver", np.where(ids == voc.id_of("spleen"), voc.id_of("liver"), ids),
+                           mask.affine, {})
     for name, vol, settings, flip in (("sequential", mask, {}, False),
                                       ("parallel", mask, {"mode": "parallel"}, False),
-                                      ("sequential bottom-up", reversed_mask, {}, True)):
+                                      ("sequential bottom-up", reversed_mask, {}, True),
+                                      ("sequential, spleen labelled liver", as_liver, {}, False)):
         for seed in (0, 1):
             t = time.perf_counter()
             ct = np.asarray(gen.generate(vol, REPORT, vocabulary="total", seed=seed, **settings).ct.canonical().array)
