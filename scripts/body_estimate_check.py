@@ -30,15 +30,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from tracect.evaluate.metrics import dice
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 MARGINS_MM = tuple(range(0, 41, 2))
 SKIN_MM = 2.0
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = a.sum() + b.sum()
-    return float(2 * (a & b).sum() / s) if s else float("nan")
 
 
 def curve(labelled: np.ndarray, body: np.ndarray, spacing) -> list[dict]:

@@ -30,11 +30,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from tracect.cli.demo import shipped_weights
-    from tracect.data.body import (
-        PROFILE_DEG,
-        envelope_from_organs,
-        envelope_with_margin,
-    )
+    from tracect.data.body import PROFILE_DEG, envelope_from_organs, envelope_with_margin
+    from tracect.evaluate.metrics import dice
     from tracect.generate.pipeline import Generator
     from tracect.io.readers import read_mask, read_volume
     from tracect.io.volume import Volume
@@ -55,16 +52,16 @@ def main() -> None:
     out = {"organs": len(organs), "rows": []}
     print(f"{len(organs)} organs; mean |median HU error| over them, spleen median (real {real['spleen']:.0f})")
     for name, body in bodies.items():
-        dice = 2 * (body & real_body).sum() / (body.sum() + real_body.sum())
+        overlap = dice(body, real_body)
+        # ``body`` given as a volume on the mask's grid: the same path as --body FILE
+        given = Volume(body.astype(np.uint8), mask.affine, {"source": name})
         for seed in (0, 1):
-            # ``body`` given as a volume on the mask's grid: the same path as --body FILE
-            given = Volume(body.astype(np.uint8), mask.affine, {"source": name})
             hu = np.asarray(gen.generate(mask, REPORT, vocabulary="total", seed=seed, body=given).ct.canonical().array)
             err = float(np.mean([abs(float(np.median(hu[ids == voc.id_of(o)])) - real[o]) for o in organs]))
             spleen = float(np.median(hu[ids == voc.id_of("spleen")]))
-            out["rows"].append({"body": name, "seed": seed, "body_dice": float(dice), "mean_organ_error_hu": err,
+            out["rows"].append({"body": name, "seed": seed, "body_dice": overlap, "mean_organ_error_hu": err,
                                 "spleen_hu": spleen})
-            print(f"{name:<28} body Dice {dice:.3f}  seed {seed}: mean error {err:5.0f} HU, spleen {spleen:5.0f} HU",
+            print(f"{name:<28} body Dice {overlap:.3f}  seed {seed}: mean error {err:5.0f} HU, spleen {spleen:5.0f} HU",
                   flush=True)
     print(json.dumps(out))
 

@@ -90,9 +90,9 @@ def envelope_from_organs(labels: np.ndarray, spacing, wall_labelled: bool = Fals
     """A body envelope for a mask that has organs but no body label -> bool ``(Z, Y, X)``.
 
     Per axial slice: the convex hull of all labelled pixels grown, in each direction from the centroid
-    of the slice's labelled pixels, by the margin measured for a TotalSegmentator ``total`` mask (:data:`TOTAL_MASK_MM`), or,
-    for a mask whose labels reach the body wall's muscles (``wall_labelled``), by the subcutaneous layer
-    alone (:data:`SUBCUTANEOUS_MM`). Slices without labels take the nearest labelled slice's envelope.
+    of the slice's labelled pixels, by the margin measured for a TotalSegmentator ``total`` mask
+    (:data:`TOTAL_MASK_MM`), or, for a mask whose labels reach the body wall's muscles
+    (``wall_labelled``), by the subcutaneous layer alone (:data:`SUBCUTANEOUS_MM`). Slices without labels take the nearest labelled slice's envelope.
     How well it matches real bodies: ``scripts/body_estimate_check.py``, docs/data.md."""
     return envelope_with_margin(labels, spacing, SUBCUTANEOUS_MM if wall_labelled else TOTAL_MASK_MM)
 
